@@ -1,0 +1,10 @@
+"""gdtorch: gradient descent and backpropagation written out by hand, as drop-in PyTorch parts.
+
+``import gdtorch.functional as GF``, ``from gdtorch.nn import Linear, ...`` and
+``from gdtorch.optim import GradientDescent`` are the main entry points.
+"""
+
+from gdtorch._validation import set_validation, validation_enabled
+
+__all__ = ["__version__", "set_validation", "validation_enabled"]
+__version__ = "0.1.0"

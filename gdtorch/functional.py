@@ -5,7 +5,8 @@ calls the hand-written :mod:`gdtorch.autograd` Function. Stricter than torch onl
 silently gives a wrong answer: input/target shapes that differ raise instead of broadcasting, and
 BCE probabilities or targets outside [0, 1] and NaN targets raise. Those value checks read tensor
 values (a device sync) and can be turned off with :func:`gdtorch.set_validation`; they are also
-skipped while ``torch.compile`` traces, where data-dependent errors cannot be raised.
+skipped while ``torch.compile`` traces and inside ``torch.func`` transforms, where data-dependent
+errors cannot be raised.
 """
 
 from __future__ import annotations
@@ -209,8 +210,16 @@ def binary_cross_entropy_with_logits(
 
 
 def _checking_values() -> bool:
-    """Whether to run checks that read tensor values (each costs a device sync)."""
-    return validation_enabled() and not torch.compiler.is_compiling()
+    """Whether to run checks that read tensor values (each costs a device sync).
+
+    Off when switched off, and inside ``torch.compile`` tracing and ``torch.func`` transforms
+    (vmap, grad), where data-dependent Python control flow cannot run.
+    """
+    return (
+        validation_enabled()
+        and not torch.compiler.is_compiling()
+        and not torch._C._are_functorch_transforms_active()
+    )
 
 
 def _check_reduction(reduction: str, size_average: bool | None, reduce: bool | None) -> str:
@@ -253,6 +262,13 @@ def _check_in_unit_interval(name: str, argument: str, tensor: Tensor, what: str)
             f"{name}: all elements of {argument} should be between 0 and 1 ({what}); "
             f"got values from {low} to {high}"
         )
+
+
+def _broadcasts_to(shape: torch.Size, target_shape: torch.Size) -> bool:
+    try:
+        return torch.broadcast_shapes(shape, target_shape) == target_shape
+    except RuntimeError:
+        return False
 
 
 def _autocast_to_float32(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
@@ -298,7 +314,7 @@ def _prepare_bce(
                 f"The function '{name}' is not differentiable with respect to argument "
                 f"'{argument}'. This input cannot have requires_grad True."
             )
-        if torch.broadcast_shapes(extra.shape, input.shape) != input.shape:
+        if not _broadcasts_to(extra.shape, input.shape):
             raise ValueError(
                 f"{name}: {argument} of shape {tuple(extra.shape)} must be broadcastable to "
                 f"the input shape {tuple(input.shape)}"

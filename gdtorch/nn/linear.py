@@ -9,7 +9,7 @@ from gdtorch import functional as GF
 
 
 class Linear(torch.nn.Linear):
-    """Fully connected layer ``z = W a + b``, trained through :class:`~gdtorch.autograd.LinearFunction`.
+    """Fully connected layer ``z = W a + b``, backpropagated by ``LinearFunction``.
 
     Same signature, parameters (``weight`` of shape ``(out_features, in_features)``, ``bias``),
     ``state_dict`` keys and initialisation as :class:`torch.nn.Linear`.

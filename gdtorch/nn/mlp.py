@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -43,7 +44,7 @@ class MLP(torch.nn.Sequential):
                 f"got sizes={sizes}"
             )
         layers: list[torch.nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
             layers.append(Linear(n_in, n_out))
             if i < len(sizes) - 2:
                 layers.append(_activation("activation", activation))

@@ -1,0 +1,6 @@
+"""Layer 5, training: the cat/not-cat LightningModule and its callbacks."""
+
+from gdtorch.lightning.module import CatClassifier
+from gdtorch.lightning.tensorboard import TensorBoardExtras
+
+__all__ = ["CatClassifier", "TensorBoardExtras"]

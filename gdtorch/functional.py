@@ -256,8 +256,10 @@ def _check_no_nan_target(name: str, target: Tensor) -> None:
 
 
 def _check_in_unit_interval(name: str, argument: str, tensor: Tensor, what: str) -> None:
-    if tensor.numel() and not ((tensor >= 0) & (tensor <= 1)).all():
-        low, high = tensor.min().item(), tensor.max().item()
+    if not tensor.numel():
+        return
+    low, high = (bound.item() for bound in torch.aminmax(tensor.detach()))
+    if not (low >= 0 and high <= 1):  # written so that NaN fails too
         raise ValueError(
             f"{name}: all elements of {argument} should be between 0 and 1 ({what}); "
             f"got values from {low} to {high}"

@@ -11,15 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gdtorch.autograd.function import Function
 
-class SigmoidFunction(torch.autograd.Function):
+
+class SigmoidFunction(Function):
     r"""Logistic sigmoid ``a = σ(z) = 1 / (1 + e⁻ᶻ)``.
 
     Backward: ``σ'(z) = σ(z)(1 − σ(z))``, so ``∂C/∂z = δ ⊙ a ⊙ (1 − a)``. Only the output ``a``
     is saved, as torch's own sigmoid does.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
@@ -35,13 +35,11 @@ class SigmoidFunction(torch.autograd.Function):
         return grad_output * output * (1 - output)  # δ σ(1 − σ)
 
 
-class TanhFunction(torch.autograd.Function):
+class TanhFunction(Function):
     r"""Hyperbolic tangent ``a = tanh(z)``.
 
     Backward: ``tanh'(z) = 1 − tanh²(z)``, so ``∂C/∂z = δ ⊙ (1 − a²)``. Only the output is saved.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor) -> Tensor:
@@ -57,7 +55,7 @@ class TanhFunction(torch.autograd.Function):
         return grad_output * (1 - output * output)  # δ (1 − a²)
 
 
-class ReLUFunction(torch.autograd.Function):
+class ReLUFunction(Function):
     r"""Rectified linear unit ``a = max(z, 0)``.
 
     Backward: ``ReLU'(z) = 1 if z > 0 else 0``, so ``∂C/∂z = δ ⊙ [z > 0]``.
@@ -67,8 +65,6 @@ class ReLUFunction(torch.autograd.Function):
     costs one byte per element, a quarter of the float output torch's ReLU keeps.
     :func:`gdtorch.functional.relu` returns ``a`` alone.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor) -> tuple[Tensor, Tensor]:

@@ -7,8 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gdtorch.autograd.function import Function
 
-class LinearFunction(torch.autograd.Function):
+
+class LinearFunction(Function):
     r"""Affine map of one layer, ``z⁽ˡ⁾ = W⁽ˡ⁾ a⁽ˡ⁻¹⁾ + b⁽ˡ⁾``.
 
     Forward, for an input ``a`` of shape ``(*, n)``, weights ``W`` of shape ``(m, n)`` and biases
@@ -27,8 +29,6 @@ class LinearFunction(torch.autograd.Function):
     they need are saved: the input ``a`` when ∂C/∂W is wanted, ``W`` when ∂C/∂a is wanted. The
     backward is plain tensor algebra, so it is itself differentiable (double backward works).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

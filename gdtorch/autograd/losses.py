@@ -19,8 +19,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gdtorch.autograd.function import Function
+
 _LOG_FLOOR = -100.0  # torch's BCE clamps log(ŷ) and log(1 − ŷ) here, so C stays finite at 0 and 1
 _BCE_EPS = 1e-12  # torch's floor for ŷ(1 − ŷ) in ∂C/∂ŷ
+
+
+def _log1p_exp(x: Tensor) -> Tensor:
+    """``log(1 + eˣ) = log(e⁰ + eˣ)`` by the log-sum-exp trick, finite for every ``x``."""
+    return torch.logaddexp(x.new_zeros(()), x)
 
 
 def _reduce(loss: Tensor, reduction: str) -> Tensor:
@@ -89,7 +96,7 @@ def _twice(diff: Tensor) -> Tensor:
     return 2 * diff
 
 
-class MAELossFunction(torch.autograd.Function):
+class MAELossFunction(Function):
     r"""Mean absolute error, ``ℓᵢ = |ŷᵢ − yᵢ|`` (torch's ``l1_loss``), optionally weighted.
 
     Backward, with ``d = ŷ − y`` and ``g`` the incoming gradient scaled by the reduction::
@@ -100,8 +107,6 @@ class MAELossFunction(torch.autograd.Function):
     backward (torch's ``abs`` keeps the same), handed over as an auxiliary output (the
     ``torch.func`` way to save an intermediate); :func:`gdtorch.functional.l1_loss` drops it.
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(
@@ -117,7 +122,7 @@ class MAELossFunction(torch.autograd.Function):
         return _pointwise_backward(ctx, grad_output, grad_diff, torch.sign, torch.abs)
 
 
-class MSELossFunction(torch.autograd.Function):
+class MSELossFunction(Function):
     r"""Mean squared error, ``ℓᵢ = (ŷᵢ − yᵢ)²``, optionally weighted.
 
     Backward, by the power rule, with ``d = ŷ − y``::
@@ -126,8 +131,6 @@ class MSELossFunction(torch.autograd.Function):
 
     Keeps only ``d`` for backward (torch's ``mse_loss`` keeps both ``ŷ`` and ``y``).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(
@@ -143,7 +146,7 @@ class MSELossFunction(torch.autograd.Function):
         return _pointwise_backward(ctx, grad_output, grad_diff, _twice, torch.square)
 
 
-class BCELossFunction(torch.autograd.Function):
+class BCELossFunction(Function):
     r"""Binary cross-entropy on probabilities, ``ℓᵢ = −wᵢ [yᵢ log ŷᵢ + (1 − yᵢ) log(1 − ŷᵢ)]``.
 
     Both logs are clamped at −100, as torch does, so ``ℓ`` stays finite at ``ŷ ∈ {0, 1}``. A
@@ -154,8 +157,6 @@ class BCELossFunction(torch.autograd.Function):
 
     ``weight`` is a constant rescaling (torch refuses a weight that requires grad).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(input: Tensor, target: Tensor, weight: Tensor | None, reduction: str) -> Tensor:
@@ -187,21 +188,23 @@ class BCELossFunction(torch.autograd.Function):
         return grad_input, grad_target, None, None
 
 
-class BCEWithLogitsLossFunction(torch.autograd.Function):
+class BCEWithLogitsLossFunction(Function):
     r"""Binary cross-entropy on logits ``z`` (``ŷ = σ(z)``), with optional ``pos_weight`` ``p``.
 
-    ``ℓᵢ = −wᵢ [pᵢ yᵢ log σ(zᵢ) + (1 − yᵢ) log(1 − σ(zᵢ))]``, rewritten without overflow by the
-    log-sum-exp trick, ``log(1 + e⁻ᶻ) = max(−z, 0) + log(1 + e^{−|z|})``::
+    ``ℓᵢ = −wᵢ [pᵢ yᵢ log σ(zᵢ) + (1 − yᵢ) log(1 − σ(zᵢ))]``. Since ``−log σ(z) = log(1 + e⁻ᶻ)``
+    and ``−log(1 − σ(z)) = z + log(1 + e⁻ᶻ)``::
 
         ℓ = w [(1 − y) z + (1 + (p − 1) y) log(1 + e⁻ᶻ)]
+          = w [log(1 + eᶻ) − y z]                                   when p = 1
+
+    Each ``log(1 + eˣ) = log(e⁰ + eˣ)`` is evaluated by the log-sum-exp trick
+    (``torch.logaddexp``: ``max(0, x) + log(1 + e^{−|x|})``), so no exponential overflows.
 
     Backward — the sigmoid and the log cancel into the famous ``σ(z) − y`` when ``p = 1``::
 
         ∂C/∂z = g ⊙ w ⊙ [(1 + (p − 1) y) σ(z) − p y]
         ∂C/∂y = g ⊙ w ⊙ [(p − 1) log(1 + e⁻ᶻ) − z]
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(
@@ -211,11 +214,11 @@ class BCEWithLogitsLossFunction(torch.autograd.Function):
         pos_weight: Tensor | None,
         reduction: str,
     ) -> Tensor:
-        softplus_neg = torch.relu(-input) + torch.log1p(torch.exp(-input.abs()))  # log(1 + e⁻ᶻ)
         if pos_weight is None:
-            loss = (1 - target) * input + softplus_neg
+            loss = _log1p_exp(input) - target * input
         else:
-            loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * softplus_neg
+            log_weight = 1 + (pos_weight - 1) * target
+            loss = (1 - target) * input + log_weight * _log1p_exp(-input)
         if weight is not None:
             loss = loss * weight
         return _reduce(loss, reduction)
@@ -244,6 +247,5 @@ class BCEWithLogitsLossFunction(torch.autograd.Function):
             if pos_weight is None:
                 grad_target = -g * input
             else:
-                softplus_neg = torch.relu(-input) + torch.log1p(torch.exp(-input.abs()))
-                grad_target = g * ((pos_weight - 1) * softplus_neg - input)
+                grad_target = g * ((pos_weight - 1) * _log1p_exp(-input) - input)
         return grad_input, grad_target, None, None, None

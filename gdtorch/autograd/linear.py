@@ -54,9 +54,12 @@ class LinearFunction(Function):
         if needs_input:
             grad_input = grad_output.matmul(weight)  # ∂C/∂a = δ W
         if needs_weight or needs_bias:
-            delta = grad_output.reshape(-1, grad_output.shape[-1])  # δ over all samples, (N, m)
+            delta = grad_output  # δ over all samples as an (N, m) matrix
+            if delta.dim() != 2:
+                delta = delta.reshape(-1, delta.shape[-1])
+                input = None if input is None else input.reshape(-1, input.shape[-1])
             if needs_weight:
-                grad_weight = delta.t().mm(input.reshape(-1, input.shape[-1]))  # ∂C/∂W = δᵀ a
+                grad_weight = delta.t().mm(input)  # ∂C/∂W = δᵀ a
             if needs_bias and ctx.has_bias:
                 grad_bias = delta.sum(0)  # ∂C/∂b = Σ δ
         return grad_input, grad_weight, grad_bias

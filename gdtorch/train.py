@@ -1,0 +1,105 @@
+"""Layer 6: ``run(cfg)`` — one training run from a Hydra config, kept apart from the CLI shell.
+
+``run`` seeds everything, instantiates the data, network, loss, optimizer, scheduler, logger,
+callbacks and trainer from the config, fits, tests the best checkpoint and returns the metrics.
+``scripts/train.py`` and the ``gdtorch-train`` console script only wrap it in ``@hydra.main``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning.pytorch as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gdtorch.lightning import CatClassifier
+
+log = logging.getLogger(__name__)
+
+
+def input_size(image_size: int | str, channels: int | str = 3) -> int:
+    """Width of the first layer for square RGB images: ``channels × image_size²``."""
+    return int(channels) * int(image_size) ** 2
+
+
+OmegaConf.register_new_resolver("input_size", input_size, replace=True)
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train and test one cat/not-cat model as ``cfg`` describes.
+
+    Args:
+        cfg: a composed ``conf/train.yaml`` (see the README for the groups and overrides).
+
+    Returns:
+        The final metrics as floats: ``val/loss``, ``val/acc``, ``val/auroc`` of the last
+        validation, and ``test/loss``, ``test/acc``, ``test/auroc`` of the best checkpoint.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = CatClassifier(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        input_shape=(3, cfg.data.image_size, cfg.data.image_size),
+        config=cfg,
+    )
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = _floats(trainer.callback_metrics)
+    has_best = (
+        trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
+    )
+    trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None)
+    metrics.update(_floats(trainer.callback_metrics))
+
+    if trainer.is_global_zero:
+        if logger:
+            logger.log_hyperparams(
+                _flat_config(cfg), {k: v for k, v in metrics.items() if "/" in k}
+            )
+        _report(cfg, trainer, metrics)
+    return metrics
+
+
+def _floats(metrics: dict) -> dict[str, float]:
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, object]:
+    """The config as one flat ``{"optimizer.lr": 0.05, ...}`` dict of scalars, for hparams."""
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, list):
+            flat[prefix] = str(node)
+        else:
+            flat[prefix] = node
+
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("paths", None)
+    walk("", container)
+    return flat
+
+
+def _report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    output_dir = Path(cfg.paths.output_dir)
+    lines = [f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}"]
+    if "test/auroc" in metrics:
+        lines.append(f"test AUROC:    {metrics['test/auroc']:.4f}")
+    if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
+        lines.append(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
+    if trainer.logger is not None:
+        lines.append(f"TensorBoard logs: {trainer.logger.log_dir}")
+        lines.append(f"  view them with: tensorboard --logdir {output_dir}")
+    print("\n".join(lines), flush=True)

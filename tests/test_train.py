@@ -1,0 +1,162 @@
+"""run(cfg) and the Hydra config tree: every group option composes, instantiates and trains."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from gdtorch import nn as gnn
+from gdtorch.cli import CONFIG_DIR
+from gdtorch.data import CatDataModule
+from gdtorch.optim import GradientDescent
+from gdtorch.train import run
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "data.image_size=16",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
+def _compose(tmp_path: Path, *overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
+
+
+def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, capsys):
+    metrics = run(_compose(tmp_path, *TINY))
+    for name in ("val/loss", "val/acc", "val/auroc", "test/acc", "test/auroc", "test/loss"):
+        assert name in metrics and isinstance(metrics[name], float)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    assert list((tmp_path / "checkpoints").glob("*.ckpt"))
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    printed = capsys.readouterr().out
+    assert "test accuracy:" in printed and "tensorboard --logdir" in printed
+
+
+@pytest.mark.parametrize(
+    ("model", "image_size", "sizes"),
+    [
+        ("logistic", 64, [12288, 1]),
+        ("two_layer", 64, [12288, 7, 1]),
+        ("four_layer", 64, [12288, 20, 7, 5, 1]),
+        ("four_layer", 32, [3072, 20, 7, 5, 1]),
+    ],
+)
+def test_model_input_width_follows_the_image_size(tmp_path, model, image_size, sizes):
+    cfg = _compose(tmp_path, f"model={model}", f"data.image_size={image_size}")
+    assert instantiate(cfg.model).sizes == sizes
+
+
+def test_cifar10_config_needs_no_hand_edit_of_the_model(tmp_path):
+    cfg = _compose(tmp_path, "data=cifar10")
+    assert instantiate(cfg.model).sizes[0] == 3 * 32 * 32
+
+
+@pytest.mark.parametrize(
+    ("loss", "cls", "last"),
+    [
+        ("mae", gnn.MAELoss, gnn.Sigmoid),
+        ("mse", gnn.MSELoss, gnn.Sigmoid),
+        ("bce", gnn.BCELoss, gnn.Sigmoid),
+        ("bce_logits", gnn.BCEWithLogitsLoss, gnn.Linear),
+    ],
+)
+def test_the_loss_decides_the_output_layer(tmp_path, loss, cls, last):
+    cfg = _compose(tmp_path, f"loss={loss}")
+    assert type(instantiate(cfg.loss)) is cls
+    assert type(instantiate(cfg.model)[-1]) is last
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "cls", "options"),
+    [
+        ("gd", GradientDescent, {"momentum": 0.0}),
+        ("momentum", GradientDescent, {"momentum": 0.9, "nesterov": False}),
+        ("nesterov", GradientDescent, {"momentum": 0.9, "nesterov": True}),
+        ("torch_sgd", torch.optim.SGD, {"momentum": 0.0}),
+    ],
+)
+def test_optimizers_are_partials_and_one_override_swaps_them(tmp_path, optimizer, cls, options):
+    cfg = _compose(tmp_path, f"optimizer={optimizer}")
+    built = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(2))])
+    assert type(built) is cls
+    for key, value in options.items():
+        assert built.param_groups[0][key] == value
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "cls"),
+    [
+        ("step", torch.optim.lr_scheduler.StepLR),
+        ("cosine", torch.optim.lr_scheduler.CosineAnnealingLR),
+    ],
+)
+def test_schedulers(tmp_path, scheduler, cls):
+    cfg = _compose(tmp_path, f"scheduler={scheduler}")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    assert type(instantiate(cfg.scheduler)(optimizer)) is cls
+    assert _compose(tmp_path).scheduler is None
+
+
+@pytest.mark.parametrize("data", ["synthetic", "cifar10", "folder"])
+def test_data_sources_instantiate(tmp_path, data):
+    overrides = [f"data={data}"] + ([f"data.root={tmp_path}"] if data == "folder" else [])
+    datamodule = instantiate(_compose(tmp_path, *overrides).data)
+    assert isinstance(datamodule, CatDataModule)
+
+
+@pytest.mark.parametrize("mode", ["batch", "stochastic", "minibatch"])
+def test_gradient_descent_modes_train(tmp_path, mode):
+    metrics = run(_compose(tmp_path, *TINY, f"data.mode={mode}", "trainer.max_epochs=1"))
+    assert "test/acc" in metrics
+
+
+@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
+def test_trainer_options_compose(tmp_path, trainer):
+    cfg = _compose(tmp_path, f"trainer={trainer}")
+    expected = {"cpu": "cpu", "gpu": "gpu", "ddp": "auto"}[trainer]
+    assert cfg.trainer.accelerator == expected
+    if trainer == "ddp":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
+
+
+def test_debug_and_experiment_configs(tmp_path):
+    fdr = _compose(tmp_path, "debug=fdr")
+    assert fdr.trainer.fast_dev_run is True
+    overfit = _compose(tmp_path, "debug=overfit")
+    assert overfit.trainer.overfit_batches == 2 and overfit.callbacks.early_stopping is None
+    tutorial = _compose(tmp_path, "experiment=tutorial")
+    assert tutorial.data.mode == "batch" and tutorial.loss._target_ == "gdtorch.nn.BCELoss"
+    assert tutorial.output_activation == "sigmoid" and tutorial.scheduler.step_size == 10
+
+
+def test_fast_dev_run_through_the_command_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "train.py"),
+            "debug=fdr",
+            f"hydra.run.dir={tmp_path}",
+            *TINY,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy:" in result.stdout

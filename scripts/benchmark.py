@@ -1,0 +1,674 @@
+"""Benchmark gdtorch against native PyTorch, side by side in one run.
+
+``python scripts/benchmark.py [--quick] [--out outputs/benchmark.json] [--device cpu|cuda|all]
+[--threads N]`` prints a markdown table and writes the rows as JSON.
+
+Every row runs gdtorch and its native peer in the same process, from the same initial weights, with
+their timed repetitions interleaved (gdtorch first on even repetitions, native first on odd ones, so
+slow drifts of the machine cancel). A repetition runs a number of inner iterations chosen so that
+it lasts about ``rep_seconds``; its time divided by that number is one sample. Rows report each
+side's median, the spread (interquartile range relative to the median) and the ratio of the medians,
+gdtorch / native, next to its target. Absolute times mean little on a shared machine; the ratios are
+the result.
+
+Rows, by kind:
+
+* ``train_step_eager``: ``zero_grad``, forward, loss, backward and optimizer step of an MLP —
+  ``gdtorch.nn.MLP``, ``gdtorch.nn.BCEWithLogitsLoss`` and ``gdtorch.optim.GradientDescent`` against
+  a ``torch.nn.Sequential`` of ``Linear``/``ReLU``, ``torch.nn.BCEWithLogitsLoss`` and
+  ``torch.optim.SGD``; ``train_step_eager_no_validation`` is the batch-1 shape with
+  ``gdtorch.set_validation(False)``, which shows the cost of the value checks.
+* ``train_step_compiled``: the same step with forward and loss under
+  ``torch.compile(fullgraph=True)`` on both sides, backward and optimizer step eager. The whole step
+  cannot be compiled with ``fullgraph=True``: Dynamo does not trace ``loss.backward()``.
+* ``memory_for_backward``: bytes autograd keeps for backward after one forward and loss, counted
+  with ``torch.autograd.graph.saved_tensors_hooks``.
+* ``optimizer_step``: ``opt.step()`` alone on 100 parameter tensors with fixed gradients, plain and
+  with momentum, multi-tensor (``foreach=True``) and single-tensor.
+* ``epoch``: one epoch over ``SyntheticCats`` in batch, stochastic and mini-batch mode: gdtorch's
+  ``TensorBatchLoader`` against ``torch.utils.data.DataLoader(TensorDataset(...))``, both feeding
+  the same gdtorch training step of the tutorial's cat network, so the row isolates the loader.
+  Both shuffle every epoch, except in batch mode (as ``CatDataModule`` does).
+
+Training-step and optimizer rows also run on CUDA when it is available, and are marked skipped
+otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import gdtorch
+from gdtorch import nn as gnn
+from gdtorch.data import SyntheticCats, TensorBatchLoader
+from gdtorch.optim import GradientDescent
+
+LR = 1e-3
+MOMENTUM = 0.9
+EAGER_TARGET = 1.05
+EAGER_BATCH_1_TARGET = 1.15
+COMPILED_TARGET = 1.05
+MEMORY_TARGET = 1.00
+OPTIMIZER_TARGET = 1.05
+OPTIMIZER_LAYERS = 50  # Linear(64, 64) layers: 100 parameter tensors
+CAT_NETWORK = (12288, 20, 7, 5, 1)  # the tutorial's network on 64×64×3 images
+CAT_IMAGE_SIZE = 64
+CUDA_KINDS = (
+    "train_step_eager",
+    "train_step_eager_no_validation",
+    "train_step_compiled",
+    "optimizer_step",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """An MLP's layer widths and the batch size it trains at."""
+
+    sizes: tuple[int, ...]
+    batch: int
+
+    @property
+    def name(self) -> str:
+        return f"{list(self.sizes)} × {self.batch}"
+
+
+CAT_SHAPE = Shape(CAT_NETWORK, 64)
+WIDE_SHAPE = Shape((3072, 256, 128, 1), 256)
+STOCHASTIC_SHAPE = Shape((64, 32, 1), 1)
+LARGE_SHAPE = Shape((3072, 1024, 1024, 1), 512)
+SHAPES = (CAT_SHAPE, WIDE_SHAPE, STOCHASTIC_SHAPE, LARGE_SHAPE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How long and how much to measure.
+
+    Attributes:
+        reps: timed repetitions per side.
+        rep_seconds: the duration one repetition aims at.
+        warmup: untimed calls per side before calibrating the inner iterations.
+        compiled_shapes: the shapes of the ``train_step_compiled`` rows.
+        epoch_sizes: the number of images of each gradient-descent mode's epoch.
+        minibatch_size: the batch size of mini-batch gradient descent.
+    """
+
+    reps: int
+    rep_seconds: float
+    warmup: int
+    compiled_shapes: tuple[Shape, ...]
+    epoch_sizes: dict[str, int]
+    minibatch_size: int = 64
+
+
+FULL = Settings(
+    reps=15,
+    rep_seconds=0.1,
+    warmup=5,
+    compiled_shapes=SHAPES,
+    epoch_sizes={"batch": 2048, "stochastic": 512, "minibatch": 2048},
+)
+QUICK = Settings(
+    reps=3,
+    rep_seconds=0.005,
+    warmup=1,
+    compiled_shapes=(STOCHASTIC_SHAPE,),
+    epoch_sizes={"batch": 256, "stochastic": 64, "minibatch": 256},
+)
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Summary of one side's samples (seconds per call, or bytes).
+
+    Attributes:
+        median: the median sample.
+        spread: the interquartile range relative to the median (0 for a single sample).
+        low: the smallest sample.
+        high: the largest sample.
+    """
+
+    median: float
+    spread: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Stats:
+        median = statistics.median(samples)
+        spread = 0.0
+        if len(samples) > 1 and median:
+            q1, _, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+            spread = (q3 - q1) / median
+        return cls(median, spread, min(samples), max(samples))
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the table: a benchmark case measured on both sides, or skipped.
+
+    Attributes:
+        kind: the benchmark kind (``train_step_eager``, ``memory_for_backward``, ...).
+        name: the case within the kind (network shape, optimizer variant, data mode).
+        device: ``"cpu"`` or ``"cuda"``.
+        unit: ``"s"`` (seconds per call) or ``"bytes"``.
+        gdtorch: gdtorch's statistics; ``None`` when skipped.
+        native: native PyTorch's statistics; ``None`` when skipped.
+        target: the largest acceptable ratio gdtorch / native, or ``None`` for no target.
+        skipped: why the row was not measured, or ``None``.
+        details: extra facts (inner iterations, compile time, per-sample time, ...).
+    """
+
+    kind: str
+    name: str
+    device: str
+    unit: str = "s"
+    gdtorch: Stats | None = None
+    native: Stats | None = None
+    target: float | None = None
+    skipped: str | None = None
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.gdtorch is None or self.native is None:
+            return None
+        return self.gdtorch.median / self.native.median
+
+    @property
+    def meets_target(self) -> bool | None:
+        if self.ratio is None or self.target is None:
+            return None
+        return self.ratio <= self.target
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as a JSON object: both sides' median, spread and range, ratio and target."""
+        row: dict[str, Any] = {
+            "kind": self.kind,
+            "name": self.name,
+            "device": self.device,
+            "unit": self.unit,
+        }
+        for side, stats in (("gdtorch", self.gdtorch), ("native", self.native)):
+            row[f"{side}_median"] = None if stats is None else stats.median
+            row[f"{side}_spread"] = None if stats is None else stats.spread
+            row[f"{side}_range"] = None if stats is None else [stats.low, stats.high]
+        row.update(
+            ratio=self.ratio,
+            target=self.target,
+            meets_target=self.meets_target,
+            skipped=self.skipped,
+            details=self.details,
+        )
+        return row
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def _synchronizer(device: str) -> Callable[[], None]:
+    """The function that waits for queued work on ``device`` (a no-op on the CPU)."""
+    return torch.cuda.synchronize if device == "cuda" else lambda: None
+
+
+def _run(fn: Callable[[], Any], iterations: int, sync: Callable[[], None]) -> float:
+    """Seconds taken by ``iterations`` calls of ``fn``, synchronised at both ends."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def _calibrate(fns: Sequence[Callable[[], Any]], seconds: float, sync) -> int:
+    """Inner iterations so that one repetition of the slower function lasts about ``seconds``."""
+    iterations = 1
+    while True:
+        elapsed = max(_run(fn, iterations, sync) for fn in fns)
+        if elapsed > 0 and elapsed >= seconds / 5:
+            return max(1, round(iterations * seconds / elapsed))
+        iterations *= 4
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Collect garbage, then keep the cyclic collector from running inside timed code."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _timed_row(
+    kind: str,
+    name: str,
+    device: str,
+    gdtorch_fn: Callable[[], Any],
+    native_fn: Callable[[], Any],
+    settings: Settings,
+    target: float | None = None,
+) -> Row:
+    """Warm up, calibrate, then time both functions in interleaved repetitions.
+
+    Returns:
+        The row of both sides' seconds per call.
+    """
+    fns = (gdtorch_fn, native_fn)
+    sync = _synchronizer(device)
+    for fn in fns:
+        for _ in range(settings.warmup):
+            fn()
+    iterations = _calibrate(fns, settings.rep_seconds, sync)
+    samples: tuple[list[float], list[float]] = ([], [])
+    with _gc_paused():
+        for rep in range(settings.reps):
+            for side in (0, 1) if rep % 2 == 0 else (1, 0):
+                samples[side].append(_run(fns[side], iterations, sync) / iterations)
+    details = {"inner_iterations": iterations, "reps": settings.reps}
+    gd_stats, native_stats = Stats.of(samples[0]), Stats.of(samples[1])
+    return Row(kind, name, device, "s", gd_stats, native_stats, target, details=details)
+
+
+# --------------------------------------------------------------------------- training step
+
+
+@dataclasses.dataclass
+class Side:
+    """One side of a training-step comparison: model, loss, optimizer and a batch."""
+
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def forward_loss(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.model(inputs), targets)
+
+    def step_fn(self, compiled: bool = False) -> Callable[[], None]:
+        """A training step on the batch: forward and loss compiled with fullgraph if asked."""
+        forward_loss = (
+            torch.compile(self.forward_loss, fullgraph=True) if compiled else self.forward_loss
+        )
+
+        def step() -> None:
+            self.optimizer.zero_grad()
+            forward_loss(self.inputs, self.targets).backward()
+            self.optimizer.step()
+
+        return step
+
+
+def _native_mlp(sizes: Sequence[int]) -> torch.nn.Sequential:
+    """``torch.nn.Sequential`` of ``Linear`` and ``ReLU``, laid out like ``gdtorch.nn.MLP``."""
+    layers: list[torch.nn.Module] = []
+    for i in range(len(sizes) - 1):
+        if i:
+            layers.append(torch.nn.ReLU())
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+    return torch.nn.Sequential(*layers)
+
+
+def _sides(shape: Shape, device: str) -> tuple[Side, Side]:
+    """gdtorch's and native PyTorch's sides, with the same weights and the same batch."""
+    torch.manual_seed(0)
+    gd_model = gnn.MLP(shape.sizes).to(device)
+    native_model = _native_mlp(shape.sizes).to(device)
+    native_model.load_state_dict(gd_model.state_dict())
+    inputs = torch.randn(shape.batch, shape.sizes[0], device=device)
+    targets = torch.randint(0, 2, (shape.batch, shape.sizes[-1]), device=device).float()
+    gd = Side(
+        gd_model,
+        gnn.BCEWithLogitsLoss(),
+        GradientDescent(gd_model.parameters(), lr=LR),
+        inputs,
+        targets,
+    )
+    native = Side(
+        native_model,
+        torch.nn.BCEWithLogitsLoss(),
+        torch.optim.SGD(native_model.parameters(), lr=LR),
+        inputs,
+        targets,
+    )
+    return gd, native
+
+
+@contextlib.contextmanager
+def _validation(enabled: bool) -> Iterator[None]:
+    """Set gdtorch's value checks for the duration of the block, then restore them."""
+    previous = gdtorch.validation_enabled()
+    gdtorch.set_validation(enabled)
+    try:
+        yield
+    finally:
+        gdtorch.set_validation(previous)
+
+
+def _eager_row(shape: Shape, device: str, settings: Settings, validation: bool = True) -> Row:
+    """Eager training steps, with gdtorch's value checks on (the default) or off."""
+    gd, native = _sides(shape, device)
+    kind = "train_step_eager" if validation else "train_step_eager_no_validation"
+    target = EAGER_BATCH_1_TARGET if shape.batch == 1 else EAGER_TARGET
+    with _validation(validation):
+        return _timed_row(
+            kind, shape.name, device, gd.step_fn(), native.step_fn(), settings, target
+        )
+
+
+def _compiled_row(shape: Shape, device: str, settings: Settings) -> Row:
+    """Training steps with forward and loss compiled; the first (compiling) steps in details."""
+    torch._dynamo.reset()  # each row compiles afresh, within Dynamo's recompilation limit
+    gd, native = _sides(shape, device)
+    gd_step, native_step = gd.step_fn(compiled=True), native.step_fn(compiled=True)
+    sync = _synchronizer(device)
+    first_steps = {
+        "gdtorch_first_step_s": _run(gd_step, 1, sync),  # includes compilation
+        "native_first_step_s": _run(native_step, 1, sync),
+    }
+    row = _timed_row(
+        "train_step_compiled", shape.name, device, gd_step, native_step, settings, COMPILED_TARGET
+    )
+    row.details.update(first_steps)
+    return row
+
+
+def _saved_bytes(fn: Callable[[], Any]) -> int:
+    """Bytes of the tensors autograd saves for backward while ``fn()`` runs."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        fn()
+    return total
+
+
+def _memory_row(shape: Shape) -> Row:
+    """Bytes saved for backward by one forward and loss (the same on every device)."""
+    gd, native = _sides(shape, "cpu")
+    gd_bytes = _saved_bytes(lambda: gd.forward_loss(gd.inputs, gd.targets))
+    native_bytes = _saved_bytes(lambda: native.forward_loss(native.inputs, native.targets))
+    return Row(
+        "memory_for_backward",
+        shape.name,
+        "cpu",
+        "bytes",
+        Stats.of([gd_bytes]),
+        Stats.of([native_bytes]),
+        MEMORY_TARGET,
+    )
+
+
+# --------------------------------------------------------------------------- optimizer step
+
+
+def _optimizer_params(device: str) -> tuple[list[torch.nn.Parameter], list[torch.Tensor]]:
+    """Parameters of ``OPTIMIZER_LAYERS`` ``Linear(64, 64)`` layers and one random gradient each."""
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(64, 64) for _ in range(OPTIMIZER_LAYERS)]
+    params = [
+        torch.nn.Parameter(p.detach().to(device)) for layer in layers for p in layer.parameters()
+    ]
+    return params, [torch.randn_like(p) for p in params]
+
+
+def _with_grads(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> list:
+    """Copies of ``params`` whose ``.grad`` holds a copy of the matching gradient."""
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    for copy, grad in zip(copies, grads, strict=True):
+        copy.grad = grad.clone()
+    return copies
+
+
+def _optimizer_rows(device: str, settings: Settings) -> list[Row]:
+    """``step()`` alone, multi-tensor and single-tensor, without and with momentum."""
+    params, grads = _optimizer_params(device)
+    rows = []
+    for foreach in (True, False):
+        for momentum in (0.0, MOMENTUM):
+            options = {"lr": LR, "momentum": momentum, "foreach": foreach}
+            gd = GradientDescent(_with_grads(params, grads), **options)
+            native = torch.optim.SGD(_with_grads(params, grads), **options)
+            path = "foreach" if foreach else "single-tensor"
+            name = f"{len(params)} tensors, {path}, momentum={momentum:g}"
+            rows.append(
+                _timed_row(
+                    "optimizer_step", name, device, gd.step, native.step, settings, OPTIMIZER_TARGET
+                )
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- epoch
+
+
+def _epoch_fn(loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> Callable[[], None]:
+    """One epoch over ``loader``: a gdtorch training step of the cat network per batch."""
+    torch.manual_seed(0)
+    model = gnn.MLP(CAT_NETWORK)
+    loss_fn = gnn.BCEWithLogitsLoss()
+    optimizer = GradientDescent(model.parameters(), lr=LR)
+
+    def epoch() -> None:
+        for images, targets in loader:
+            optimizer.zero_grad()
+            loss_fn(model(images), targets.unsqueeze(1)).backward()
+            optimizer.step()
+
+    return epoch
+
+
+def _epoch_rows(settings: Settings) -> list[Row]:
+    """One epoch per gradient-descent mode, gdtorch's loader against a plain ``DataLoader``."""
+    data = SyntheticCats(max(settings.epoch_sizes.values()), image_size=CAT_IMAGE_SIZE)
+    rows = []
+    for mode, n in settings.epoch_sizes.items():
+        images, targets = data.images[:n], data.targets[:n]
+        batch_size = {"batch": n, "stochastic": 1, "minibatch": settings.minibatch_size}[mode]
+        shuffle = mode != "batch"  # as CatDataModule: one full batch needs no new order
+        gd_loader = TensorBatchLoader(images, targets, batch_size=batch_size, shuffle=shuffle)
+        native_loader = DataLoader(
+            TensorDataset(images, targets), batch_size=batch_size, shuffle=shuffle
+        )
+        name = f"{mode}, n={n}, batch_size={batch_size}"
+        row = _timed_row(
+            "epoch", name, "cpu", _epoch_fn(gd_loader), _epoch_fn(native_loader), settings
+        )
+        row.details.update(
+            n=n,
+            batch_size=batch_size,
+            gdtorch_per_sample_s=row.gdtorch.median / n,
+            native_per_sample_s=row.native.median / n,
+        )
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _machine() -> dict[str, Any]:
+    """Where the benchmark ran: date, platform, CPU, cores, torch, threads, GPU."""
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "gdtorch": gdtorch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo``, or what ``platform`` knows elsewhere."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _format_value(value: float, unit: str) -> str:
+    if unit == "bytes":
+        for scale, suffix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if value >= scale:
+                return f"{value / scale:.2f} {suffix}"
+        return f"{value:.0f} B"
+    for scale, suffix in ((1.0, "s"), (1e-3, "ms")):
+        if value >= scale:
+            return f"{value / scale:.3g} {suffix}"
+    return f"{value / 1e-6:.3g} µs"
+
+
+def _format_stats(stats: Stats, unit: str) -> str:
+    text = _format_value(stats.median, unit)
+    return f"{text} ±{stats.spread * 50:.0f}%" if stats.spread else text
+
+
+def _format_row(row: Row) -> str:
+    if row.skipped is not None:
+        cells = [f"skipped: {row.skipped}", "", "", ""]
+    else:
+        gd_cell = _format_stats(row.gdtorch, row.unit)
+        native_cell = _format_stats(row.native, row.unit)
+        if "gdtorch_per_sample_s" in row.details:
+            gd_cell += f" ({_format_value(row.details['gdtorch_per_sample_s'], 's')}/sample)"
+            native_cell += f" ({_format_value(row.details['native_per_sample_s'], 's')}/sample)"
+        target = ""
+        if row.target is not None:
+            target = f"≤ {row.target:.2f} {'pass' if row.meets_target else 'FAIL'}"
+        cells = [gd_cell, native_cell, f"{row.ratio:.3f}", target]
+    return "| " + " | ".join([row.kind, row.name, row.device, *cells]) + " |"
+
+
+def markdown(rows: Sequence[Row], machine: dict[str, Any], quick: bool) -> str:
+    """The rows as a markdown table, under a header naming the machine and a legend."""
+    header = (
+        f"Benchmark{' (--quick)' if quick else ''}, {machine['date']}: {machine['cpu']} "
+        f"({machine['cores']} cores, {machine['threads']} torch threads"
+        f"{', ' + machine['gpu'] if machine['gpu'] else ''}), {machine['platform']}, "
+        f"torch {machine['torch']}, gdtorch {machine['gdtorch']}."
+    )
+    legend = (
+        "Times are medians per call, ± half the interquartile range relative to the median; "
+        "ratios are gdtorch / native, lower is better."
+    )
+    lines = [
+        header,
+        "",
+        legend,
+        "",
+        "| kind | case | device | gdtorch | native | gdtorch / native | target |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *(_format_row(row) for row in rows),
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _cpu_rows(settings: Settings) -> Iterator[Row]:
+    """Every row kind, on the CPU."""
+    for shape in SHAPES:
+        yield _eager_row(shape, "cpu", settings)
+    yield _eager_row(STOCHASTIC_SHAPE, "cpu", settings, validation=False)
+    for shape in settings.compiled_shapes:
+        yield _compiled_row(shape, "cpu", settings)
+    for shape in SHAPES:
+        yield _memory_row(shape)
+    yield from _optimizer_rows("cpu", settings)
+    yield from _epoch_rows(settings)
+
+
+def _cuda_rows(settings: Settings) -> Iterator[Row]:
+    """The training-step and optimizer rows on CUDA, or one skipped row per kind without it."""
+    if not torch.cuda.is_available():
+        for kind in CUDA_KINDS:
+            yield Row(kind, "all cases", "cuda", skipped="CUDA not available")
+        return
+    for shape in SHAPES:
+        yield _eager_row(shape, "cuda", settings)
+    yield _eager_row(STOCHASTIC_SHAPE, "cuda", settings, validation=False)
+    for shape in settings.compiled_shapes:
+        yield _compiled_row(shape, "cuda", settings)
+    yield from _optimizer_rows("cuda", settings)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a seconds-long run: few, short reps")
+    parser.add_argument(
+        "--out", type=Path, default=Path("outputs/benchmark.json"), help="where to write the JSON"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark, print the table and write the JSON.
+
+    Args:
+        argv: command-line arguments (``sys.argv[1:]`` when ``None``).
+
+    Returns:
+        The exit status, 0.
+    """
+    args = _parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    settings = QUICK if args.quick else FULL
+    machine = _machine()
+    sections = []
+    if args.device in ("cpu", "all"):
+        sections.append(_cpu_rows(settings))
+    if args.device in ("cuda", "all"):
+        sections.append(_cuda_rows(settings))
+    rows = []
+    for section in sections:
+        for row in section:
+            print(f"measured {row.kind} {row.name} on {row.device}", file=sys.stderr, flush=True)
+            rows.append(row)
+    print(markdown(rows, machine, args.quick))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "machine": machine,
+        "settings": {"quick": args.quick, **dataclasses.asdict(settings)},
+        "rows": [row.to_json() for row in rows],
+    }
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

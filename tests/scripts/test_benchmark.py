@@ -1,0 +1,157 @@
+"""``scripts/benchmark.py``: the quick run reports every row kind, and repetitions interleave.
+
+Nothing here asserts on timings: the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "benchmark.py"
+SHAPES = (
+    "[12288, 20, 7, 5, 1] × 64",
+    "[3072, 256, 128, 1] × 256",
+    "[64, 32, 1] × 1",
+    "[3072, 1024, 1024, 1] × 512",
+)
+CUDA_KINDS = (
+    "train_step_eager",
+    "train_step_eager_no_validation",
+    "train_step_compiled",
+    "optimizer_step",
+)
+ROW_FIELDS = {
+    "kind",
+    "name",
+    "device",
+    "unit",
+    "gdtorch_median",
+    "native_median",
+    "gdtorch_spread",
+    "native_spread",
+    "ratio",
+    "target",
+    "meets_target",
+    "skipped",
+}
+
+
+@pytest.fixture(scope="module")
+def benchmark():
+    """``scripts/benchmark.py`` imported as a module (registered while the tests use it)."""
+    name = "gdtorch_scripts_benchmark"
+    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[dict, str]:
+    """The JSON report and the printed table of one ``--quick`` run."""
+    out = tmp_path_factory.mktemp("benchmark") / "b.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(out.read_text()), result.stdout
+
+
+def _rows(report: dict, kind: str, device: str = "cpu") -> list[dict]:
+    return [row for row in report["rows"] if row["kind"] == kind and row["device"] == device]
+
+
+def test_every_row_has_the_fields_and_a_ratio_unless_skipped(quick_run):
+    report, _ = quick_run
+    for row in report["rows"]:
+        assert ROW_FIELDS <= row.keys(), row
+        if row["skipped"] is not None:
+            continue
+        assert row["gdtorch_median"] > 0 and row["native_median"] > 0, row
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0, row
+        assert row["ratio"] == pytest.approx(row["gdtorch_median"] / row["native_median"])
+        if row["target"] is not None:
+            assert row["meets_target"] is (row["ratio"] <= row["target"]), row
+
+
+def test_eager_training_step_at_every_shape_and_without_validation_at_batch_1(quick_run):
+    report, _ = quick_run
+    assert {row["name"] for row in _rows(report, "train_step_eager")} == set(SHAPES)
+    (no_validation,) = _rows(report, "train_step_eager_no_validation")
+    assert no_validation["name"] == "[64, 32, 1] × 1"
+
+
+def test_compiled_training_step_and_memory_rows(quick_run):
+    report, _ = quick_run
+    compiled = _rows(report, "train_step_compiled")
+    assert compiled and all(row["skipped"] is None for row in compiled)
+    memory = _rows(report, "memory_for_backward")
+    assert {row["name"] for row in memory} == set(SHAPES)
+    assert all(row["unit"] == "bytes" and row["target"] == 1.0 for row in memory)
+
+
+def test_optimizer_step_in_four_variants(quick_run):
+    report, _ = quick_run
+    names = {row["name"] for row in _rows(report, "optimizer_step")}
+    assert names == {
+        f"100 tensors, {path}, momentum={momentum}"
+        for path in ("foreach", "single-tensor")
+        for momentum in ("0", "0.9")
+    }
+
+
+def test_an_epoch_in_each_gradient_descent_mode(quick_run):
+    report, _ = quick_run
+    modes = {row["name"].split(",")[0] for row in _rows(report, "epoch")}
+    assert modes == {"batch", "stochastic", "minibatch"}
+    for row in _rows(report, "epoch"):
+        if row["skipped"] is None:
+            assert row["details"]["gdtorch_per_sample_s"] > 0
+
+
+def test_cuda_rows_are_measured_or_skipped(quick_run):
+    report, _ = quick_run
+    for kind in CUDA_KINDS:
+        rows = _rows(report, kind, device="cuda")
+        assert rows, kind
+        if any(row["skipped"] for row in rows):
+            assert rows[0]["skipped"] == "CUDA not available"
+
+
+def test_machine_is_recorded_and_the_table_has_a_line_per_row(quick_run):
+    report, table = quick_run
+    assert {"date", "platform", "cpu", "cores", "torch", "threads"} <= report["machine"].keys()
+    assert report["machine"]["cpu"] in table
+    assert table.count("\n| ") == len(report["rows"]) + 2  # the header and the rule
+
+
+def test_repetitions_alternate_which_side_runs_first(benchmark):
+    settings = benchmark.Settings(
+        reps=4, rep_seconds=1e-9, warmup=0, compiled_shapes=(), epoch_sizes={}
+    )
+    calls: list[str] = []
+    row = benchmark._timed_row(
+        "kind", "name", "cpu", lambda: calls.append("g"), lambda: calls.append("n"), settings
+    )
+    assert row.details["inner_iterations"] == 1
+    calibration, repetitions = calls[:2], "".join(calls[2:])
+    assert calibration == ["g", "n"]
+    assert repetitions == "gn" + "ng" + "gn" + "ng"
+
+
+def test_stats_median_and_relative_interquartile_range(benchmark):
+    stats = benchmark.Stats.of([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (stats.median, stats.low, stats.high) == (3.0, 1.0, 5.0)
+    assert stats.spread == pytest.approx((4.0 - 2.0) / 3.0)

@@ -60,24 +60,29 @@ class ReLUFunction(Function):
 
     Backward: ``ReLU'(z) = 1 if z > 0 else 0``, so ``∂C/∂z = δ ⊙ [z > 0]``.
 
-    Forward returns ``(a, mask)``: the boolean mask ``[z > 0]`` is an intermediate result handed
-    to ``setup_context`` (the ``torch.func`` way to save one) and marked non-differentiable. It
-    costs one byte per element, a quarter of the float output torch's ReLU keeps.
+    Forward returns ``(a, mask)``: the mask ``[a ≠ 0]`` (``[z > 0]``, and NaN passes its gradient
+    as in torch) is an intermediate result handed to ``setup_context`` (the ``torch.func`` way to
+    save one) and marked non-differentiable. It is kept as ``uint8``: one byte per element, a
+    quarter of the float output torch's ReLU keeps, and ``δ ⊙ mask`` with a ``uint8`` mask is a
+    fast multiply (a ``bool`` operand takes a slow conversion path on CPU).
     :func:`gdtorch.functional.relu` returns ``a`` alone.
     """
 
     @staticmethod
     def forward(input: Tensor) -> tuple[Tensor, Tensor]:
         output = torch.relu(input)
-        return output, output > 0
+        return output, output.bool().view(torch.uint8)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: tuple[Tensor, Tensor]) -> None:
         _, mask = output
         ctx.mark_non_differentiable(mask)
+        ctx.set_materialize_grads(False)  # no zeros for the mask's (absent) gradient
         ctx.save_for_backward(mask)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: Tensor, _grad_mask: Tensor | None) -> Tensor:
+    def backward(ctx: Any, grad_output: Tensor | None, _grad_mask: None) -> Tensor | None:
+        if grad_output is None:
+            return None
         (mask,) = ctx.saved_tensors
         return grad_output * mask  # δ [z > 0]

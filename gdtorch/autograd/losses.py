@@ -215,7 +215,7 @@ class BCEWithLogitsLossFunction(Function):
         reduction: str,
     ) -> Tensor:
         if pos_weight is None:
-            loss = _log1p_exp(input) - target * input
+            loss = torch.addcmul(_log1p_exp(input), target, input, value=-1)  # log(1 + eᶻ) − y z
         else:
             log_weight = 1 + (pos_weight - 1) * target
             loss = (1 - target) * input + log_weight * _log1p_exp(-input)

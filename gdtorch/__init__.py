@@ -5,6 +5,14 @@
 """
 
 from gdtorch._validation import set_validation, validation_enabled
+from gdtorch.gradient_audit import AuditReport, AuditRow, audit
 
-__all__ = ["__version__", "set_validation", "validation_enabled"]
+__all__ = [
+    "AuditReport",
+    "AuditRow",
+    "__version__",
+    "audit",
+    "set_validation",
+    "validation_enabled",
+]
 __version__ = "0.1.0"

@@ -160,3 +160,17 @@ def test_fast_dev_run_through_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy:" in result.stdout
+
+
+@pytest.mark.parametrize("callbacks", ["audit", "landscape"])
+def test_audit_and_landscape_callbacks_run_from_the_config(tmp_path, callbacks):
+    overrides = [*TINY, f"callbacks={callbacks}", "trainer.max_epochs=1"]
+    if callbacks == "audit":
+        overrides.append("callbacks.gradient_audit.every_n_steps=1")
+    else:
+        overrides.append("callbacks.loss_landscape.resolution=5")
+    metrics = run(_compose(tmp_path, *overrides))
+    if callbacks == "audit":
+        assert metrics["audit/max_abs_diff"] <= 1e-8
+    else:
+        assert list(tmp_path.rglob("loss_landscape_step*.png"))

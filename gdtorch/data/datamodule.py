@@ -1,0 +1,258 @@
+"""``CatDataModule``: cat/not-cat splits served for batch, stochastic or mini-batch descent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from gdtorch.data.base import CatImageDataset, balanced_indices
+from gdtorch.data.cifar import CIFAR10Cats
+from gdtorch.data.folder import ImageFolderCats
+from gdtorch.data.loader import TensorBatchLoader
+from gdtorch.data.synthetic import SyntheticCats
+
+__all__ = ["MODES", "SOURCES", "CatDataModule"]
+
+SOURCES = ("synthetic", "cifar10", "folder")
+MODES = ("batch", "stochastic", "minibatch")
+EVAL_BATCH_SIZE = 1024  # validation and test batches: any size gives the same metrics
+
+
+class CatDataModule(L.LightningDataModule):
+    """Train/val/test splits of a cat/not-cat source, as one of the tutorial's three GD modes.
+
+    Sources:
+
+    - ``"synthetic"``: :class:`SyntheticCats`, drawn in memory (no download, no files); the
+      splits are drawn with seeds ``3 * seed``, ``3 * seed + 1`` and ``3 * seed + 2``.
+    - ``"cifar10"``: :class:`CIFAR10Cats` from ``root``. Validation and training images are
+      drawn without overlap from the 50,000 training images, test images from the 10,000 test
+      images.
+    - ``"folder"``: :class:`ImageFolderCats` from ``root``: test, validation and training
+      images are drawn without overlap from all the photos.
+
+    Modes, for the training loader (validation and test are served in fixed order, in batches
+    of ``EVAL_BATCH_SIZE``):
+
+    - ``"batch"``: the whole training set in one batch, so each update sees every example;
+    - ``"stochastic"``: one example per batch, in a new random order every epoch;
+    - ``"minibatch"``: ``batch_size`` examples per batch, in a new random order every epoch.
+
+    All data lives in memory as tensors and is served by :class:`TensorBatchLoader`. Images are
+    normalised per channel with the mean and standard deviation of the training split only
+    (``mean``, ``std``); ``train_set``/``val_set``/``test_set`` keep the raw ``[0, 1]`` images.
+    Tensors stay on the CPU unless ``device`` is given: then ``setup`` moves them there once, and
+    every batch is a slice on that device (use it when the data fits in the device's memory).
+
+    Args:
+        source: one of ``"synthetic"``, ``"cifar10"``, ``"folder"``.
+        root: data folder (``cifar10``: the folder holding ``cifar-10-batches-py``; ``folder``:
+            the folder of class sub-folders). Unused by ``synthetic``.
+        mode: one of ``"batch"``, ``"stochastic"``, ``"minibatch"``.
+        batch_size: examples per training batch in ``minibatch`` mode.
+        image_size: side of the square images; CIFAR-10's 32×32 images are resized to it.
+        n_train: training examples; for ``cifar10`` and ``folder``, ``None`` takes all that
+            remain after the other splits.
+        n_val: validation examples.
+        n_test: test examples; for ``cifar10``, ``None`` takes the whole test set.
+        seed: seeds the synthetic images, the splits, the balancing and the shuffling.
+        num_workers: threads that decode photos for the ``folder`` source.
+        balance: ``cifar10`` and ``folder``: keep as many non-cats as cats (drawn by ``seed``)
+            before splitting. CIFAR-10 has one cat in ten images.
+        positive_class: ``folder``: the class sub-folder that holds the cats.
+        download: ``cifar10``: download CIFAR-10 into ``root`` in ``prepare_data`` if missing.
+        device: where to keep the tensors, e.g. ``"cuda"``; ``None`` keeps them on the CPU.
+
+    Raises:
+        ValueError: an unknown ``source`` or ``mode``, a non-positive size, or a missing ``root``.
+
+    Example:
+        >>> dm = CatDataModule(mode="minibatch", batch_size=32, n_train=64, n_val=16, n_test=16)
+        >>> dm.setup()
+        >>> images, targets = next(iter(dm.train_dataloader()))
+        >>> tuple(images.shape), dm.input_size
+        ((32, 3, 64, 64), 12288)
+    """
+
+    def __init__(
+        self,
+        source: str = "synthetic",
+        root: str | Path | None = None,
+        mode: str = "minibatch",
+        batch_size: int = 64,
+        image_size: int = 64,
+        n_train: int | None = 2000,
+        n_val: int = 500,
+        n_test: int | None = 500,
+        seed: int = 0,
+        num_workers: int = 0,
+        *,
+        balance: bool = True,
+        positive_class: str = "cat",
+        download: bool = False,
+        device: str | torch.device | None = None,
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        sizes = {"batch_size": batch_size, "image_size": image_size, "n_val": n_val}
+        optional = {"n_train": n_train, "n_test": n_test}
+        if source == "synthetic":
+            sizes.update(optional)
+        else:
+            sizes.update({k: v for k, v in optional.items() if v is not None})
+            if root is None:
+                raise ValueError(f"source {source!r} needs root (data.root): the data folder")
+        for name, value in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
+        self.save_hyperparameters()
+        self.source, self.root, self.mode = source, root, mode
+        self.batch_size, self.image_size = batch_size, image_size
+        self.n_train, self.n_val, self.n_test = n_train, n_val, n_test
+        self.seed, self.num_workers = seed, num_workers
+        self.balance, self.positive_class, self.download = balance, positive_class, download
+        self.device = device
+        self.train_set: CatImageDataset | None = None
+        self.val_set: CatImageDataset | None = None
+        self.test_set: CatImageDataset | None = None
+        self.mean: torch.Tensor | None = None
+        self.std: torch.Tensor | None = None
+        self._train_loader: TensorBatchLoader | None = None
+        self._resume_epoch = 0
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """Shape of one image, ``(3, image_size, image_size)``."""
+        return (3, self.image_size, self.image_size)
+
+    @property
+    def input_size(self) -> int:
+        """Features of one flattened image, e.g. 12288 at 64×64: the first layer's width."""
+        return 3 * self.image_size * self.image_size
+
+    def prepare_data(self) -> None:
+        """Download CIFAR-10 if asked to (Lightning runs this on one process only)."""
+        if self.source == "cifar10" and self.download:
+            CIFAR10Cats(self.root, train=True, download=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Build the three splits and the training statistics, once for every ``stage``."""
+        if self.train_set is not None:
+            return
+        splits = {
+            "synthetic": self._synthetic_splits,
+            "cifar10": self._cifar_splits,
+            "folder": self._folder_splits,
+        }[self.source]()
+        if self.device is not None:
+            splits = [
+                CatImageDataset(s.images.to(self.device), s.targets.to(self.device)) for s in splits
+            ]
+        self.train_set, self.val_set, self.test_set = splits
+        images = self.train_set.images
+        self.mean = images.mean(dim=(0, 2, 3))
+        self.std = images.std(dim=(0, 2, 3)).clamp_min(torch.finfo(images.dtype).eps)
+
+    def train_dataloader(self) -> TensorBatchLoader:
+        """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``."""
+        train_set = self._require(self.train_set)
+        batch_size = {"batch": len(train_set), "stochastic": 1, "minibatch": self.batch_size}
+        self._train_loader = TensorBatchLoader(
+            train_set.images,
+            train_set.targets,
+            batch_size[self.mode],
+            shuffle=self.mode != "batch",
+            seed=self.seed,
+            normalize=(self.mean, self.std),
+        )
+        self._train_loader.epoch = self._resume_epoch
+        return self._train_loader
+
+    def val_dataloader(self) -> TensorBatchLoader:
+        """Validation batches, normalised with the training statistics, in fixed order."""
+        return self._eval_loader(self._require(self.val_set))
+
+    def test_dataloader(self) -> TensorBatchLoader:
+        """Test batches, normalised with the training statistics, in fixed order."""
+        return self._eval_loader(self._require(self.test_set))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffling position, so that a resumed run continues the same sequence of orders."""
+        epoch = self._resume_epoch if self._train_loader is None else self._train_loader.epoch
+        return {"train_epoch": epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_epoch = state_dict["train_epoch"]
+        if self._train_loader is not None:
+            self._train_loader.epoch = self._resume_epoch
+
+    def _eval_loader(self, dataset: CatImageDataset) -> TensorBatchLoader:
+        return TensorBatchLoader(
+            dataset.images, dataset.targets, EVAL_BATCH_SIZE, normalize=(self.mean, self.std)
+        )
+
+    def _require(self, dataset: CatImageDataset | None) -> CatImageDataset:
+        if dataset is None:
+            raise RuntimeError(
+                "CatDataModule.setup() must run before its dataloaders are asked for"
+            )
+        return dataset
+
+    def _synthetic_splits(self) -> list[CatImageDataset]:
+        sizes = (self.n_train, self.n_val, self.n_test)
+        return [
+            SyntheticCats(n, self.image_size, seed=3 * self.seed + k) for k, n in enumerate(sizes)
+        ]
+
+    def _cifar_splits(self) -> list[CatImageDataset]:
+        def load(train: bool) -> CIFAR10Cats:
+            return CIFAR10Cats(self.root, train, self.image_size, self.balance, self.seed)
+
+        generator = torch.Generator().manual_seed(self.seed)
+        val, train = _draw(load(True), {"n_val": self.n_val, "n_train": self.n_train}, generator)
+        (test,) = _draw(load(False), {"n_test": self.n_test}, generator)
+        return [train, val, test]
+
+    def _folder_splits(self) -> list[CatImageDataset]:
+        photos: CatImageDataset = ImageFolderCats(
+            self.root, self.positive_class, self.image_size, self.num_workers
+        )
+        generator = torch.Generator().manual_seed(self.seed)
+        if self.balance:
+            keep = balanced_indices(photos.targets, generator)
+            photos = CatImageDataset(photos.images[keep], photos.targets[keep])
+        sizes = {"n_test": self.n_test, "n_val": self.n_val, "n_train": self.n_train}
+        test, val, train = _draw(photos, sizes, generator)
+        return [train, val, test]
+
+
+def _draw(
+    dataset: CatImageDataset, sizes: dict[str, int | None], generator: torch.Generator
+) -> list[CatImageDataset]:
+    """Disjoint random subsets of ``dataset`` of the given sizes; a last ``None`` takes the rest.
+
+    Raises:
+        ValueError: the sizes add up to more examples than ``dataset`` has.
+    """
+    wanted = sum(n for n in sizes.values() if n is not None)
+    if wanted > len(dataset):
+        asked = ", ".join(f"{name}={n}" for name, n in sizes.items())
+        raise ValueError(
+            f"asked for {asked} but the data has only {len(dataset)} examples"
+            " (after balancing, if on): lower them (data.n_train, data.n_val, data.n_test)."
+        )
+    order = torch.randperm(len(dataset), generator=generator)
+    subsets, start = [], 0
+    for n in sizes.values():
+        idx = order[start:] if n is None else order[start : start + n]
+        start += len(idx)
+        subsets.append(CatImageDataset(dataset.images[idx], dataset.targets[idx]))
+    return subsets

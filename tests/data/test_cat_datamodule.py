@@ -1,0 +1,233 @@
+"""CatDataModule: the three gradient-descent modes, splits, statistics, errors, Lightning."""
+
+from __future__ import annotations
+
+import re
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from gdtorch.data import CatDataModule, SyntheticCats
+
+SMALL = {"n_train": 40, "n_val": 12, "n_test": 10, "image_size": 16}
+
+
+def ready(**kwargs) -> CatDataModule:
+    dm = CatDataModule(**{**SMALL, **kwargs})
+    dm.setup()
+    return dm
+
+
+def fingerprints(images: torch.Tensor) -> set[bytes]:
+    return {image.numpy().tobytes() for image in images}
+
+
+@pytest.mark.parametrize(
+    ("mode", "batch_size", "sizes"),
+    [
+        ("batch", 16, [40]),  # batch_size is ignored: every update sees the whole training set
+        ("stochastic", 16, [1] * 40),
+        ("minibatch", 16, [16, 16, 8]),
+        ("minibatch", 40, [40]),
+    ],
+)
+def test_batches_per_epoch_follow_the_mode(mode: str, batch_size: int, sizes: list[int]) -> None:
+    loader = ready(mode=mode, batch_size=batch_size).train_dataloader()
+    assert len(loader) == len(sizes)
+    for _ in range(2):
+        assert [len(y) for _, y in loader] == sizes
+
+
+@pytest.mark.parametrize(
+    ("mode", "reshuffled"), [("batch", False), ("stochastic", True), ("minibatch", True)]
+)
+def test_reshuffling_between_epochs(mode: str, reshuffled: bool) -> None:
+    loader = ready(mode=mode, batch_size=8).train_dataloader()
+    first, second = (torch.cat([x for x, _ in loader]) for _ in range(2))
+    assert fingerprints(first) == fingerprints(second)  # every example, once per epoch
+    assert (not torch.equal(first, second)) == reshuffled
+
+
+def test_eval_loaders_serve_every_example_in_order() -> None:
+    dm = ready(mode="stochastic")
+    for loader, dataset in ((dm.val_dataloader(), dm.val_set), (dm.test_dataloader(), dm.test_set)):
+        images = torch.cat([x for x, _ in loader])
+        targets = torch.cat([y for _, y in loader])
+        torch.testing.assert_close(
+            images * dm.std.view(3, 1, 1) + dm.mean.view(3, 1, 1), dataset.images
+        )
+        assert torch.equal(targets, dataset.targets)
+
+
+def test_synthetic_splits_are_seeded_and_disjoint() -> None:
+    dm = ready(seed=5)
+    splits = [fingerprints(s.images) for s in (dm.train_set, dm.val_set, dm.test_set)]
+    assert [len(s) for s in splits] == [40, 12, 10]
+    assert (
+        not (splits[0] & splits[1]) and not (splits[0] & splits[2]) and not (splits[1] & splits[2])
+    )
+    # As documented: the splits are SyntheticCats drawn with seeds 3 * seed + 0, 1, 2.
+    assert torch.equal(dm.val_set.images, SyntheticCats(12, 16, seed=16).images)
+    assert torch.equal(ready(seed=5).train_set.images, dm.train_set.images)
+    assert not torch.equal(ready(seed=6).train_set.images, dm.train_set.images)
+
+
+def test_normalisation_statistics_come_from_the_training_split_only() -> None:
+    dm = ready(n_val=200)
+    train = dm.train_set.images.double()
+    torch.testing.assert_close(dm.mean.double(), train.mean(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(dm.std.double(), train.std(dim=(0, 2, 3)), rtol=0, atol=1e-6)
+    assert not torch.allclose(dm.mean, dm.val_set.images.mean(dim=(0, 2, 3)), atol=1e-4)
+    # Validation batches are standardised with the training numbers; training batches,
+    # taken all together, have mean 0 and standard deviation 1.
+    val_images, _ = next(iter(dm.val_dataloader()))
+    expected = (dm.val_set.images - dm.mean.view(3, 1, 1)) / dm.std.view(3, 1, 1)
+    torch.testing.assert_close(val_images, expected)
+    everything = torch.cat([x for x, _ in ready(mode="batch").train_dataloader()]).double()
+    torch.testing.assert_close(
+        everything.mean(dim=(0, 2, 3)), torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0
+    )
+    torch.testing.assert_close(
+        everything.std(dim=(0, 2, 3)), torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0
+    )
+
+
+def test_image_shape_and_input_size_follow_image_size() -> None:
+    dm = CatDataModule(image_size=32)
+    assert dm.image_shape == (3, 32, 32) and dm.input_size == 3072
+    assert CatDataModule().input_size == 12288
+
+
+def test_device_moves_the_data_once() -> None:
+    dm = ready(device="meta")
+    assert dm.train_set.images.device.type == "meta" and dm.mean.device.type == "meta"
+    images, targets = next(iter(dm.train_dataloader()))
+    assert images.device.type == "meta" and targets.device.type == "meta"
+
+
+def test_state_dict_resumes_the_shuffling_sequence() -> None:
+    dm = ready(batch_size=8)
+    loader = dm.train_dataloader()
+    list(loader)
+    state = dm.state_dict()
+    assert state == {"train_epoch": 1}
+    second_epoch = torch.cat([y for _, y in loader])
+    resumed = ready(batch_size=8)
+    resumed.load_state_dict(state)
+    assert torch.equal(torch.cat([y for _, y in resumed.train_dataloader()]), second_epoch)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mode": "full"}, "mode must be one of batch, stochastic, minibatch; got 'full'"),
+        (
+            {"source": "imagenet"},
+            "source must be one of synthetic, cifar10, folder; got 'imagenet'",
+        ),
+        ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+        ({"n_train": 0}, "n_train must be a positive int, got 0"),
+        ({"n_train": None}, "n_train must be a positive int, got None"),
+        ({"n_val": -1}, "n_val must be a positive int, got -1"),
+        ({"n_test": 0}, "n_test must be a positive int, got 0"),
+        ({"image_size": 0}, "image_size must be a positive int, got 0"),
+        ({"num_workers": -1}, "num_workers must be a non-negative int, got -1"),
+        ({"source": "cifar10"}, "source 'cifar10' needs root"),
+        ({"source": "folder", "root": "x", "n_test": -2}, "n_test must be a positive int, got -2"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        CatDataModule(**kwargs)
+
+
+def test_cifar10_source(fake_cifar) -> None:
+    dm = ready(
+        source="cifar10", root=fake_cifar.root, n_train=None, n_val=8, n_test=None, image_size=32
+    )
+    # Balanced: the 20 training cats and 20 others, 8 of them held out for validation;
+    # the test split is the balanced test batch (5 cats, 5 others).
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (32, 8, 10)
+    assert dm.train_set.targets.sum() + dm.val_set.targets.sum() == 20
+    assert dm.test_set.targets.sum() == 5
+    assert not fingerprints(dm.train_set.images) & fingerprints(dm.val_set.images)
+    test_rows = torch.from_numpy(fake_cifar.test_data).float().div(255).view(-1, 3, 32, 32)
+    assert fingerprints(dm.test_set.images) <= fingerprints(test_rows)
+    unbalanced = ready(
+        source="cifar10", root=fake_cifar.root, n_train=None, n_val=8, n_test=None, balance=False
+    )
+    assert (len(unbalanced.train_set), len(unbalanced.test_set)) == (192, 50)
+    assert unbalanced.train_set.images.shape[-1] == 16  # resized to image_size
+
+
+def test_cifar10_missing_root_is_file_not_found(tmp_path) -> None:
+    dm = CatDataModule(source="cifar10", root=tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"data\.download=true"):
+        dm.setup()
+
+
+def test_folder_source(photo_folder) -> None:
+    dm = ready(
+        source="folder", root=photo_folder.root, n_train=None, n_val=2, n_test=2, balance=False
+    )
+    assert (len(dm.train_set), len(dm.val_set), len(dm.test_set)) == (3, 2, 2)
+    everything = torch.cat([dm.train_set.targets, dm.val_set.targets, dm.test_set.targets])
+    assert sorted(everything.tolist()) == [0.0] * 4 + [1.0] * 3
+    balanced = ready(source="folder", root=photo_folder.root, n_train=None, n_val=2, n_test=2)
+    assert len(balanced.train_set) == 2  # 3 cats + 3 of the 4 others, minus 4 held out
+
+
+def test_asking_for_more_examples_than_there_are(photo_folder) -> None:
+    dm = CatDataModule(source="folder", root=photo_folder.root, n_val=2, n_test=2, n_train=10)
+    with pytest.raises(ValueError, match=r"n_test=2, n_val=2, n_train=10 but the data has only 6"):
+        dm.setup()
+
+
+class TinyClassifier(L.LightningModule):
+    """Logistic regression on flattened pixels, in plain torch.nn."""
+
+    def __init__(self, input_size: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(input_size, 1))
+        self.seen: list[int] = []
+
+    def loss(self, batch) -> torch.Tensor:
+        images, targets = batch
+        return nn.functional.binary_cross_entropy_with_logits(self.net(images).squeeze(1), targets)
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(len(batch[1]))
+        return self.loss(batch)
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.loss(batch))
+
+    def test_step(self, batch, batch_idx):
+        images, targets = batch
+        accuracy = ((self.net(images).squeeze(1) > 0).float() == targets).float().mean()
+        self.log("test/acc", accuracy)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+@pytest.mark.parametrize(("mode", "steps"), [("batch", 1), ("stochastic", 40), ("minibatch", 3)])
+def test_trains_inside_a_lightning_trainer(mode: str, steps: int) -> None:
+    dm = CatDataModule(mode=mode, batch_size=16, **SMALL)
+    model = TinyClassifier(dm.input_size)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == steps
+    assert sum(model.seen) == 40 and len(model.seen) == steps
+    (metrics,) = trainer.test(model, datamodule=dm, verbose=False)
+    assert 0.0 <= metrics["test/acc"] <= 1.0

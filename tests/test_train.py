@@ -10,6 +10,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gdtorch import nn as gnn
 from gdtorch.cli import CONFIG_DIR
@@ -42,7 +43,10 @@ def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, caps
     assert 0.0 <= metrics["test/acc"] <= 1.0
     assert list((tmp_path / "checkpoints").glob("*.ckpt"))
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    assert {"train/loss", "val/loss", "val/acc", "val/auroc", "lr"} <= set(events.Tags()["scalars"])
     printed = capsys.readouterr().out
     assert "test accuracy:" in printed and "tensorboard --logdir" in printed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +163,21 @@ class CatDataModule(L.LightningDataModule):
         self.std = images.std(dim=(0, 2, 3)).clamp_min(torch.finfo(images.dtype).eps)
 
     def train_dataloader(self) -> TensorBatchLoader:
-        """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``."""
+        """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``.
+
+        Under a distributed strategy each process gets its own shard of every epoch (see
+        :class:`TensorBatchLoader`): in ``batch`` mode the processes' batches together are the
+        whole training set, so the averaged gradient is the full-batch gradient; in
+        ``minibatch`` mode ``batch_size`` is per process, as with Lightning's samplers.
+        """
         train_set = self._require(self.train_set)
-        batch_size = {"batch": len(train_set), "stochastic": 1, "minibatch": self.batch_size}
+        trainer = self.trainer
+        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        batch_size = {
+            "batch": math.ceil(len(train_set) / world_size),  # each process: its whole shard
+            "stochastic": 1,
+            "minibatch": self.batch_size,
+        }
         self._train_loader = TensorBatchLoader(
             train_set.images,
             train_set.targets,
@@ -172,6 +185,8 @@ class CatDataModule(L.LightningDataModule):
             shuffle=self.mode != "batch",
             seed=self.seed,
             normalize=(self.mean, self.std),
+            rank=rank,
+            world_size=world_size,
         )
         self._train_loader.epoch = self._resume_epoch
         return self._train_loader

@@ -82,3 +82,29 @@ def test_bad_arguments() -> None:
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError, match="batch_size must be a positive int"):
             TensorBatchLoader(*indexed(4), batch_size=bad)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("n", [10, 11])
+def test_distributed_shards_are_disjoint_equal_and_cover_the_set(n, shuffle):
+    targets = torch.arange(n, dtype=torch.float32)
+    images = targets.view(n, 1, 1, 1).expand(n, 3, 2, 2).clone()
+    shards = []
+    for rank in range(2):
+        loader = TensorBatchLoader(
+            images, targets, 4, shuffle=shuffle, seed=3, rank=rank, world_size=2
+        )
+        assert loader.shard_size == -(-n // 2) and len(loader) == -(-loader.shard_size // 4)
+        batches = list(loader)
+        seen = torch.cat([y for _, y in batches])
+        torch.testing.assert_close(torch.cat([x[:, 0, 0, 0] for x, _ in batches]), seen)
+        shards.append(seen)
+    assert len(shards[0]) == len(shards[1]) == -(-n // 2)
+    together = torch.cat(shards)
+    assert set(together.tolist()) == set(range(n))  # every sample, each epoch
+    assert len(together) - len(set(together.tolist())) == (2 - n % 2) % 2  # padding only
+
+
+def test_rank_outside_world_size_is_refused():
+    with pytest.raises(ValueError, match="rank must be in"):
+        TensorBatchLoader(torch.zeros(4, 3, 2, 2), torch.zeros(4), 2, rank=2, world_size=2)

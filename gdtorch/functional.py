@@ -11,6 +11,8 @@ errors cannot be raised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torch.nn import _reduction
@@ -21,11 +23,13 @@ from gdtorch.autograd import (
     BCEWithLogitsLossFunction,
     LinearFunction,
     MAELossFunction,
+    MLPFunction,
     MSELossFunction,
     ReLUFunction,
     SigmoidFunction,
     TanhFunction,
 )
+from gdtorch.autograd.mlp import ACTIVATIONS
 
 __all__ = [
     "binary_cross_entropy",
@@ -33,6 +37,7 @@ __all__ = [
     "l1_loss",
     "linear",
     "mae_loss",
+    "mlp",
     "mse_loss",
     "relu",
     "sigmoid",
@@ -87,6 +92,44 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """
     output, _ = ReLUFunction.apply(input)
     return output
+
+
+def mlp(
+    input: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    activations: Sequence[str | None],
+) -> Tensor:
+    """A fully connected network in one hand-written forward and backward pass.
+
+    ``a⁽ˡ⁾ = g⁽ˡ⁾(a⁽ˡ⁻¹⁾ W⁽ˡ⁾ᵀ + b⁽ˡ⁾)`` for each layer, through
+    :class:`~gdtorch.autograd.MLPFunction`: one autograd node for the whole network instead of
+    one per layer, with the same result as chaining :func:`linear` and the activations.
+
+    Args:
+        input: a batch ``x`` of shape ``(N, n⁽⁰⁾)``.
+        weights: ``W⁽ˡ⁾`` of shape ``(n⁽ˡ⁾, n⁽ˡ⁻¹⁾)``, one per layer.
+        biases: ``b⁽ˡ⁾`` of shape ``(n⁽ˡ⁾,)``, one per layer.
+        activations: ``"relu"``, ``"sigmoid"``, ``"tanh"`` or ``None``, one per layer.
+
+    Raises:
+        ValueError: the lists differ in length, an activation is unknown, or ``input`` is not
+            a batch of rows.
+    """
+    if not len(weights) == len(biases) == len(activations) > 0:
+        raise ValueError(
+            f"mlp: weights, biases and activations need one entry per layer, got "
+            f"{len(weights)}, {len(biases)} and {len(activations)}"
+        )
+    unknown = [a for a in activations if a is not None and a not in ACTIVATIONS]
+    if unknown:
+        raise ValueError(
+            f"mlp: unknown activation {unknown[0]!r}; expected one of {sorted(ACTIVATIONS)} or None"
+        )
+    if input.dim() != 2:
+        raise ValueError(f"mlp: input must have shape (N, features), got {tuple(input.shape)}")
+    params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+    return MLPFunction.apply(input, tuple(activations), *params)[-1]
 
 
 # --------------------------------------------------------------------------- losses

@@ -13,12 +13,14 @@ from gdtorch.autograd.losses import (
     MAELossFunction,
     MSELossFunction,
 )
+from gdtorch.autograd.mlp import MLPFunction
 
 __all__ = [
     "BCELossFunction",
     "BCEWithLogitsLossFunction",
     "LinearFunction",
     "MAELossFunction",
+    "MLPFunction",
     "MSELossFunction",
     "ReLUFunction",
     "SigmoidFunction",

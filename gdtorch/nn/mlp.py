@@ -6,7 +6,9 @@ import itertools
 from collections.abc import Sequence
 
 import torch
+from torch.nn.modules.module import _has_any_global_hook
 
+from gdtorch import functional as GF
 from gdtorch.nn.activation import ReLU, Sigmoid, Tanh
 from gdtorch.nn.linear import Linear
 
@@ -26,6 +28,11 @@ class MLP(torch.nn.Sequential):
     Inputs with more than two dimensions (images ``(N, 3, H, W)``) are flattened to ``(N, -1)``
     first. Parameters are named like an ``nn.Sequential`` of ``Linear`` layers (``0.weight``,
     ``0.bias``, ``2.weight``, ...).
+
+    A batch of rows runs through the whole network as one hand-written
+    :class:`~gdtorch.autograd.MLPFunction` (forward propagation, then backpropagation layer by
+    layer), which is faster than one autograd node per layer; when that could be told apart
+    (hooks, replaced layers, autocast) the layers are called one by one.
 
     Args:
         sizes: layer widths ``[n⁽⁰⁾, n⁽¹⁾, ..., n⁽ᴸ⁾]``; at least an input and an output size.
@@ -52,8 +59,44 @@ class MLP(torch.nn.Sequential):
             layers.append(_activation("output_activation", output_activation))
         super().__init__(*layers)
         self.sizes = sizes
+        self._layers = tuple(layers)  # the structure the fused forward relies on
+        self._linears = [m for m in layers if isinstance(m, Linear)]
+        self._activations = tuple(
+            activation if i < len(sizes) - 2 else output_activation for i in range(len(sizes) - 1)
+        )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.dim() > 2:
             input = input.flatten(1)
+        if input.dim() == 2 and self._fusable(input):
+            return GF.mlp(input, self._weights(), self._biases(), self._activations)
         return super().forward(input)
+
+    def _fusable(self, input: torch.Tensor) -> bool:
+        """Whether one :class:`~gdtorch.autograd.MLPFunction` can stand in for the layers.
+
+        It gives the same result with one autograd node instead of one per layer (the
+        per-node cost dominates small networks). The layers are called one by one instead
+        whenever that could be observed or differ: when any module hook is registered (e.g.
+        by :func:`gdtorch.audit`), when the layers were replaced or a bias removed, and under
+        autocast (where the layers cast per layer, as torch does).
+        """
+        if tuple(self._modules.values()) != self._layers:
+            return False
+        if torch.is_autocast_enabled(input.device.type) or _has_any_global_hook():
+            return False
+        for module in self._layers:
+            if (
+                module._forward_hooks
+                or module._forward_pre_hooks
+                or module._backward_hooks
+                or module._backward_pre_hooks
+            ):
+                return False
+        return all(linear.bias is not None for linear in self._linears)
+
+    def _weights(self) -> list[torch.Tensor]:
+        return [linear.weight for linear in self._linears]
+
+    def _biases(self) -> list[torch.Tensor]:
+        return [linear.bias for linear in self._linears]

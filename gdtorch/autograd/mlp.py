@@ -1,0 +1,102 @@
+"""A whole fully connected network as one Function: forward propagation, then backpropagation.
+
+This is the tutorial's algorithm in one place. Forward propagation, layer by layer::
+
+    z⁽ˡ⁾ = a⁽ˡ⁻¹⁾ W⁽ˡ⁾ᵀ + b⁽ˡ⁾,   a⁽ˡ⁾ = g⁽ˡ⁾(z⁽ˡ⁾),   a⁽⁰⁾ = x
+
+Backpropagation, from the last layer down, with ``∂C/∂a⁽ᴸ⁾`` arriving from the cost::
+
+    δ⁽ˡ⁾ = ∂C/∂a⁽ˡ⁾ ⊙ g⁽ˡ⁾'(z⁽ˡ⁾)                 the error of layer l
+    ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾,   ∂C/∂b⁽ˡ⁾ = Σ δ⁽ˡ⁾
+    ∂C/∂a⁽ˡ⁻¹⁾ = δ⁽ˡ⁾ W⁽ˡ⁾                        handed down to layer l − 1
+
+Every activation's slope is read off its output ``a`` (``[a ≠ 0]`` for ReLU, ``a(1 − a)`` for
+the sigmoid, ``1 − a²`` for tanh), so one tensor per layer serves both ``∂C/∂W`` of the layer
+above and ``g'`` of its own: less memory than the layers kept one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gdtorch.autograd.function import Function
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+def _times_slope(name: str | None, grad: Tensor, output: Tensor) -> Tensor:
+    """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``."""
+    if name is None:
+        return grad
+    if name == "relu":
+        return grad * output.bool().view(torch.uint8)  # [z > 0]; uint8 multiplies fast
+    if name == "sigmoid":
+        return grad * output * (1 - output)  # σ(1 − σ)
+    return grad * (1 - output * output)  # 1 − tanh²
+
+
+class MLPFunction(Function):
+    r"""Forward and backward propagation through ``L`` fully connected layers at once.
+
+    ``MLPFunction.apply(x, activations, W⁽¹⁾, b⁽¹⁾, …, W⁽ᴸ⁾, b⁽ᴸ⁾)`` takes a batch ``x`` of
+    shape ``(N, n⁽⁰⁾)``, one activation name per layer (``"relu"``, ``"sigmoid"``, ``"tanh"`` or
+    ``None`` for none) and each layer's weights and biases, and returns every layer's output
+    ``(a⁽¹⁾, …, a⁽ᴸ⁾)``; ``a⁽ᴸ⁾`` is the network's output, the others are kept for backward
+    (and are differentiable, so the backward — plain tensor algebra — can be differentiated
+    again). See the module docstring for the equations.
+    """
+
+    @staticmethod
+    def forward(input: Tensor, activations: tuple[str | None, ...], *params: Tensor) -> tuple:
+        outputs = []
+        a = input
+        for layer, name in enumerate(activations):
+            z = torch.addmm(params[2 * layer + 1], a, params[2 * layer].t())
+            a = z if name is None else ACTIVATIONS[name](z)
+            outputs.append(a)
+        return tuple(outputs)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        input, activations, *params = inputs
+        ctx.activations = activations
+        ctx.set_materialize_grads(False)
+        needs = ctx.needs_input_grad
+        kept_outputs = list(output)
+        if activations[-1] is None:
+            kept_outputs[-1] = None  # an identity output layer needs no slope
+        weights = list(params[0::2])
+        if not needs[0]:
+            weights[0] = None  # W⁽¹⁾ only hands δ down to the input, which wants no gradient
+        ctx.save_for_backward(input if needs[2] else None, *weights, *kept_outputs)
+
+    @staticmethod
+    def backward(ctx: Any, *grad_outputs: Tensor | None) -> tuple[Tensor | None, ...]:
+        activations = ctx.activations
+        n_layers = len(activations)
+        saved = ctx.saved_tensors
+        input, weights, outputs = saved[0], saved[1 : 1 + n_layers], saved[1 + n_layers :]
+        needs_input, _, *needs_params = ctx.needs_input_grad
+        grad_params: list[Tensor | None] = [None] * (2 * n_layers)
+        grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾
+        for layer in reversed(range(n_layers)):
+            if grad_a is not None:
+                delta = _times_slope(activations[layer], grad_a, outputs[layer])  # δ⁽ˡ⁾
+                a_below = input if layer == 0 else outputs[layer - 1]
+                if needs_params[2 * layer]:
+                    grad_params[2 * layer] = delta.t().mm(a_below)  # ∂C/∂W = δᵀ a
+                if needs_params[2 * layer + 1]:
+                    grad_params[2 * layer + 1] = delta.sum(0)  # ∂C/∂b = Σ δ
+                grad_a = delta.mm(weights[layer]) if layer > 0 or needs_input else None
+            if layer > 0 and grad_outputs[layer - 1] is not None:  # a⁽ˡ⁻¹⁾ used directly
+                extra = grad_outputs[layer - 1]
+                grad_a = extra if grad_a is None else grad_a + extra
+        return grad_a, None, *grad_params

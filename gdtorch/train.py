@@ -12,9 +12,10 @@ from pathlib import Path
 
 import lightning.pytorch as L
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from gdtorch.lightning import CatClassifier
+from gdtorch.lightning import AtomicCheckpointIO, CatClassifier
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=logger, callbacks=callbacks, plugins=_plugins(cfg.trainer)
+    )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = _floats(trainer.callback_metrics)
@@ -67,6 +70,23 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         _report(cfg, trainer, metrics)
     return metrics
+
+
+def _plugins(trainer_cfg: DictConfig) -> list:
+    """The trainer's plugins, with :class:`AtomicCheckpointIO` unless one sets a CheckpointIO.
+
+    Lightning's own save is atomic only when ``$TMPDIR`` shares the checkpoint folder's file
+    system, and its load uses torch's default ``weights_only``; see ``AtomicCheckpointIO``.
+    """
+    configured = trainer_cfg.get("plugins")
+    if configured is None:
+        configured = []
+    elif not OmegaConf.is_list(configured):
+        configured = [configured]
+    plugins = [instantiate(p) if OmegaConf.is_config(p) else p for p in configured]
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        plugins.append(AtomicCheckpointIO())
+    return plugins
 
 
 def _floats(metrics: dict) -> dict[str, float]:

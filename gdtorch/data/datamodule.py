@@ -8,6 +8,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from gdtorch.data.base import CatImageDataset, balanced_indices
 from gdtorch.data.cifar import CIFAR10Cats
@@ -173,6 +174,13 @@ class CatDataModule(L.LightningDataModule):
         train_set = self._require(self.train_set)
         trainer = self.trainer
         rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        if len(train_set) % world_size:
+            rank_zero_warn(
+                f"n_train={len(train_set)} is not a multiple of the {world_size} processes: each "
+                f"epoch repeats {world_size - len(train_set) % world_size} example(s) so that "
+                f"every process gets as many, and the result differs slightly from one "
+                f"process's. Set data.n_train to a multiple of {world_size} for the same result."
+            )
         batch_size = {
             "batch": math.ceil(len(train_set) / world_size),  # each process: its whole shard
             "stochastic": 1,

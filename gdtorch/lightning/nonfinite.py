@@ -1,0 +1,123 @@
+"""``NonFiniteLossGuard``: stop training at the first NaN or infinite loss, before it is saved."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import Tensor
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss, or a parameter after an update, is NaN or infinite."""
+
+
+class NonFiniteLossGuard(L.Callback):
+    """Stops the run with :class:`NonFiniteLossError` at the first non-finite training loss.
+
+    After each training batch (``on_train_batch_end``, when the optimizer step of that batch has
+    already been taken) the guard reads the batch's loss and, with ``check_parameters``, whether
+    every parameter is still finite. The first NaN or ±inf stops the run with a message naming
+    the step (``trainer.global_step`` when the batch started, as logged), the epoch, the batch
+    and the value, or the first non-finite parameter. A NaN prediction is a model bug, not bad
+    data: the losses do not check predictions (see the README), this guard does.
+
+    Why this keeps the last good checkpoint intact: Lightning runs ``ModelCheckpoint`` after
+    every other callback and saves only at the end of a training epoch, after validation, or
+    every ``every_n_train_steps`` from its own ``on_train_batch_end`` — all of them after this
+    guard has seen the batch. An exception ends ``fit`` without a save (``ModelCheckpoint``
+    saves on an exception only with ``save_on_exception=True``, off by default; do not turn it
+    on with this guard). Weights an update made non-finite while the loss was still finite are
+    caught by ``check_parameters`` before any save, too.
+
+    Under DDP the decision is reduced over all processes (any non-finite value on any rank stops
+    every rank at the same step), so no process waits forever on a collective.
+
+    Cost: one device synchronisation per step (one ``.item()``), plus one ``isfinite`` pass over
+    the parameters with ``check_parameters``; under DDP one all-reduce of a single integer.
+
+    Args:
+        check_parameters: also stop when an update made a parameter non-finite although the
+            loss of that batch was finite (the next checkpoint would hold it).
+
+    Example:
+        >>> trainer = L.Trainer(callbacks=[NonFiniteLossGuard()])  # doctest: +SKIP
+    """
+
+    def __init__(self, check_parameters: bool = True) -> None:
+        if not isinstance(check_parameters, bool):
+            raise TypeError(
+                f"check_parameters must be a bool, got {type(check_parameters).__name__}"
+            )
+        self.check_parameters = check_parameters
+        self._step = 0
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._step = trainer.global_step
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = _loss_of(outputs)
+        checks = []
+        if loss is not None:
+            checks.append(torch.isfinite(loss.detach()).all())
+        parameters = list(pl_module.parameters()) if self.check_parameters else []
+        checks += [torch.isfinite(p.detach()).all() for p in parameters]
+        local_ok = bool(torch.stack(checks).all().item()) if checks else True
+        stop = trainer.strategy.reduce_boolean_decision(not local_ok, all=False)
+        if not stop:
+            return
+        where = f"step {self._step} (epoch {trainer.current_epoch}, batch {batch_idx})"
+        value = None if loss is None else _value_of(loss)
+        if value is not None and not math.isfinite(value):
+            raise NonFiniteLossError(
+                f"NonFiniteLossGuard: the training loss is {value} at {where}; training "
+                f"stopped before any checkpoint of these weights was written (the last "
+                f"checkpoint on disk is the last good one). Lower the learning rate, check "
+                f"the data and the model's output for NaN/inf, or resume from the last "
+                f"checkpoint."
+            )
+        bad = next(
+            (name for name, p in pl_module.named_parameters() if not torch.isfinite(p).all()),
+            None,
+        )
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"NonFiniteLossGuard: parameter {bad!r} is non-finite after the update of "
+                f"{where} (the training loss of that batch was {value}); training stopped "
+                f"before any checkpoint of these weights was written. Lower the learning rate "
+                f"or resume from the last checkpoint."
+            )
+        raise NonFiniteLossError(
+            f"NonFiniteLossGuard: another process found a non-finite training loss or parameter "
+            f"at {where} (this process's loss was {value}); training stopped on every process."
+        )
+
+
+def _loss_of(outputs: Any) -> Tensor | None:
+    """The loss in ``training_step``'s output as Lightning hands it over, if there is one."""
+    if isinstance(outputs, Tensor):
+        return outputs
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("loss"), Tensor):
+        return outputs["loss"]
+    return None
+
+
+def _value_of(loss: Tensor) -> float | None:
+    """The loss as one float: itself when a scalar, else its first non-finite element."""
+    loss = loss.detach().flatten()
+    if not loss.numel():
+        return None
+    bad = loss[~torch.isfinite(loss)]
+    return (bad[0] if bad.numel() else loss[0]).item()

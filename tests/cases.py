@@ -1,8 +1,14 @@
-"""Input forms shared by the tests: every shape and memory layout a drop-in module must accept."""
+"""Shared by the tests: the input forms a drop-in module must accept, and composed run configs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from gdtorch.cli import CONFIG_DIR
 
 
 def with_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
@@ -23,3 +29,9 @@ SHAPE_CASES = [
     ("non_contiguous", (4, 6), "non_contiguous"),
     ("empty", (0, 3), "contiguous"),
 ]
+
+
+def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
+    """``conf/train.yaml`` composed with ``overrides``, writing under ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", *overrides])

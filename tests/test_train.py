@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gdtorch import nn as gnn
-from gdtorch.cli import CONFIG_DIR
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
 from gdtorch.train import run
+from tests.cases import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -31,13 +30,8 @@ TINY = [
 ]
 
 
-def _compose(tmp_path: Path, *overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={tmp_path}", *overrides])
-
-
 def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, capsys):
-    metrics = run(_compose(tmp_path, *TINY))
+    metrics = run(compose_train(tmp_path, *TINY))
     for name in ("val/loss", "val/acc", "val/auroc", "test/acc", "test/auroc", "test/loss"):
         assert name in metrics and isinstance(metrics[name], float)
     assert 0.0 <= metrics["test/acc"] <= 1.0
@@ -61,12 +55,12 @@ def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, caps
     ],
 )
 def test_model_input_width_follows_the_image_size(tmp_path, model, image_size, sizes):
-    cfg = _compose(tmp_path, f"model={model}", f"data.image_size={image_size}")
+    cfg = compose_train(tmp_path, f"model={model}", f"data.image_size={image_size}")
     assert instantiate(cfg.model).sizes == sizes
 
 
 def test_cifar10_config_needs_no_hand_edit_of_the_model(tmp_path):
-    cfg = _compose(tmp_path, "data=cifar10")
+    cfg = compose_train(tmp_path, "data=cifar10")
     assert instantiate(cfg.model).sizes[0] == 3 * 32 * 32
 
 
@@ -80,7 +74,7 @@ def test_cifar10_config_needs_no_hand_edit_of_the_model(tmp_path):
     ],
 )
 def test_the_loss_decides_the_output_layer(tmp_path, loss, cls, last):
-    cfg = _compose(tmp_path, f"loss={loss}")
+    cfg = compose_train(tmp_path, f"loss={loss}")
     assert type(instantiate(cfg.loss)) is cls
     assert type(instantiate(cfg.model)[-1]) is last
 
@@ -95,7 +89,7 @@ def test_the_loss_decides_the_output_layer(tmp_path, loss, cls, last):
     ],
 )
 def test_optimizers_are_partials_and_one_override_swaps_them(tmp_path, optimizer, cls, options):
-    cfg = _compose(tmp_path, f"optimizer={optimizer}")
+    cfg = compose_train(tmp_path, f"optimizer={optimizer}")
     built = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(2))])
     assert type(built) is cls
     for key, value in options.items():
@@ -110,28 +104,28 @@ def test_optimizers_are_partials_and_one_override_swaps_them(tmp_path, optimizer
     ],
 )
 def test_schedulers(tmp_path, scheduler, cls):
-    cfg = _compose(tmp_path, f"scheduler={scheduler}")
+    cfg = compose_train(tmp_path, f"scheduler={scheduler}")
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
     assert type(instantiate(cfg.scheduler)(optimizer)) is cls
-    assert _compose(tmp_path).scheduler is None
+    assert compose_train(tmp_path).scheduler is None
 
 
 @pytest.mark.parametrize("data", ["synthetic", "cifar10", "folder"])
 def test_data_sources_instantiate(tmp_path, data):
     overrides = [f"data={data}"] + ([f"data.root={tmp_path}"] if data == "folder" else [])
-    datamodule = instantiate(_compose(tmp_path, *overrides).data)
+    datamodule = instantiate(compose_train(tmp_path, *overrides).data)
     assert isinstance(datamodule, CatDataModule)
 
 
 @pytest.mark.parametrize("mode", ["batch", "stochastic", "minibatch"])
 def test_gradient_descent_modes_train(tmp_path, mode):
-    metrics = run(_compose(tmp_path, *TINY, f"data.mode={mode}", "trainer.max_epochs=1"))
+    metrics = run(compose_train(tmp_path, *TINY, f"data.mode={mode}", "trainer.max_epochs=1"))
     assert "test/acc" in metrics
 
 
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
-def test_trainer_options_compose(tmp_path, trainer):
-    cfg = _compose(tmp_path, f"trainer={trainer}")
+def test_trainer_optionscompose_train(tmp_path, trainer):
+    cfg = compose_train(tmp_path, f"trainer={trainer}")
     expected = {"cpu": "cpu", "gpu": "gpu", "ddp": "auto"}[trainer]
     assert cfg.trainer.accelerator == expected
     if trainer == "ddp":
@@ -139,11 +133,11 @@ def test_trainer_options_compose(tmp_path, trainer):
 
 
 def test_debug_and_experiment_configs(tmp_path):
-    fdr = _compose(tmp_path, "debug=fdr")
+    fdr = compose_train(tmp_path, "debug=fdr")
     assert fdr.trainer.fast_dev_run is True
-    overfit = _compose(tmp_path, "debug=overfit")
+    overfit = compose_train(tmp_path, "debug=overfit")
     assert overfit.trainer.overfit_batches == 2 and overfit.callbacks.early_stopping is None
-    tutorial = _compose(tmp_path, "experiment=tutorial")
+    tutorial = compose_train(tmp_path, "experiment=tutorial")
     assert tutorial.data.mode == "batch" and tutorial.loss._target_ == "gdtorch.nn.BCELoss"
     assert tutorial.output_activation == "sigmoid" and tutorial.scheduler.step_size == 10
 
@@ -173,7 +167,7 @@ def test_audit_and_landscape_callbacks_run_from_the_config(tmp_path, callbacks):
         overrides.append("callbacks.gradient_audit.every_n_steps=1")
     else:
         overrides.append("callbacks.loss_landscape.resolution=5")
-    metrics = run(_compose(tmp_path, *overrides))
+    metrics = run(compose_train(tmp_path, *overrides))
     if callbacks == "audit":
         assert metrics["audit/max_abs_diff"] <= 1e-8
     else:

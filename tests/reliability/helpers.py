@@ -10,9 +10,6 @@ from typing import ClassVar
 
 import lightning.pytorch as L
 import torch
-from hydra import compose, initialize_config_dir
-
-from gdtorch.cli import CONFIG_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -29,12 +26,6 @@ TINY = [
     "+trainer.enable_progress_bar=false",
     "+trainer.enable_model_summary=false",
 ]
-
-
-def compose_train(output_dir: Path, *overrides: str):
-    """``conf/train.yaml`` composed with ``overrides``, writing under ``output_dir``."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose("train", overrides=[f"paths.output_dir={output_dir}", *overrides])
 
 
 def subprocess_env() -> dict[str, str]:

@@ -30,7 +30,8 @@ from gdtorch import functional as GF
 from gdtorch import nn as gnn
 from gdtorch.optim import GradientDescent
 from gdtorch.train import run
-from tests.reliability.helpers import TINY, compose_train
+from tests.cases import compose_train
+from tests.reliability.helpers import TINY
 
 LOSS_MODULES = [gnn.MAELoss, gnn.MSELoss, gnn.BCELoss, gnn.BCEWithLogitsLoss]
 LOSS_IDS = [cls.__name__ for cls in LOSS_MODULES]

@@ -20,11 +20,11 @@ import torch
 
 from gdtorch.data import CatDataModule
 from gdtorch.train import run
+from tests.cases import compose_train
 from tests.reliability import ddp_worker
 from tests.reliability.helpers import (
     TINY,
     TRAIN_SCRIPT,
-    compose_train,
     load_checkpoint,
     python,
     subprocess_env,

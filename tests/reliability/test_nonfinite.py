@@ -19,11 +19,11 @@ from torch.utils.data import DataLoader, TensorDataset
 from gdtorch import nn as gnn
 from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGuard
 from gdtorch.train import run
+from tests.cases import compose_train
 from tests.reliability.helpers import (
     TINY,
     LastCheckpointHashes,
     all_finite,
-    compose_train,
     load_checkpoint,
     sha256,
 )

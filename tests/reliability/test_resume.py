@@ -37,11 +37,11 @@ from fsspec.core import url_to_fs
 
 from gdtorch.lightning import AtomicCheckpointIO
 from gdtorch.train import run
+from tests.cases import compose_train
 from tests.reliability.helpers import (
     TINY,
     TRAIN_SCRIPT,
     all_finite,
-    compose_train,
     load_checkpoint,
     python,
     sha256,

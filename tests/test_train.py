@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
+import lightning.pytorch as L
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -172,3 +174,60 @@ def test_audit_and_landscape_callbacks_run_from_the_config(tmp_path, callbacks):
         assert metrics["audit/max_abs_diff"] <= 1e-8
     else:
         assert list(tmp_path.rglob("loss_landscape_step*.png"))
+
+
+class TrainLossHistory(L.Callback):
+    """Records the mean training loss of every epoch (instantiated from the config by name)."""
+
+    losses: ClassVar[list[float]] = []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_a_short_run_lowers_the_training_loss_and_beats_chance(tmp_path):
+    overrides = ["data.n_train=1024", "data.n_val=256", "data.n_test=256", "data.image_size=32"]
+    history = f"+callbacks.history._target_={__name__}.TrainLossHistory"
+    cfg = compose_train(
+        tmp_path, *overrides, "optimizer=momentum", "trainer.max_epochs=8", "~logger", history
+    )
+    cfg.callbacks.early_stopping = None
+    TrainLossHistory.losses.clear()
+    metrics = run(cfg)
+    losses = TrainLossHistory.losses
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert metrics["val/acc"] > 0.6 and metrics["test/acc"] > 0.6
+
+
+def test_bf16_mixed_precision_trains(tmp_path):
+    metrics = run(compose_train(tmp_path, *TINY, "+trainer.precision=bf16-mixed"))
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+def test_help_and_a_two_job_multirun_through_the_command_line(tmp_path):
+    script = str(ROOT / "scripts" / "train.py")
+    help_text = subprocess.run(
+        [sys.executable, script, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert help_text.returncode == 0 and "optimizer: gd, momentum, nesterov, torch_sgd" in (
+        help_text.stdout
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "-m",
+            "optimizer.lr=0.1,0.01",
+            "debug=fdr",
+            *TINY,
+            f"hydra.sweep.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("test accuracy:") == 2
+    for job in ("0", "1"):
+        assert (tmp_path / job / ".hydra" / "overrides.yaml").exists()

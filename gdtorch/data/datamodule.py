@@ -46,8 +46,10 @@ class CatDataModule(L.LightningDataModule):
     All data lives in memory as tensors and is served by :class:`TensorBatchLoader`. Images are
     normalised per channel with the mean and standard deviation of the training split only
     (``mean``, ``std``); ``train_set``/``val_set``/``test_set`` keep the raw ``[0, 1]`` images.
-    Tensors stay on the CPU unless ``device`` is given: then ``setup`` moves them there once, and
-    every batch is a slice on that device (use it when the data fits in the device's memory).
+    With ``device="auto"`` (the default) ``setup`` moves the tensors once to the trainer's
+    accelerator when they take at most a quarter of its free memory, so every batch is a slice
+    already on the device; otherwise (and on the CPU) they stay in host memory and Lightning
+    copies each batch over. ``device`` may also name a device, or be ``None`` for the CPU.
 
     Args:
         source: one of ``"synthetic"``, ``"cifar10"``, ``"folder"``.
@@ -66,7 +68,8 @@ class CatDataModule(L.LightningDataModule):
             before splitting. CIFAR-10 has one cat in ten images.
         positive_class: ``folder``: the class sub-folder that holds the cats.
         download: ``cifar10``: download CIFAR-10 into ``root`` in ``prepare_data`` if missing.
-        device: where to keep the tensors, e.g. ``"cuda"``; ``None`` keeps them on the CPU.
+        device: where to keep the tensors: ``"auto"`` (the trainer's accelerator when the data
+            fits, see above), a device such as ``"cuda"``, or ``None`` for the CPU.
 
     Raises:
         ValueError: an unknown ``source`` or ``mode``, a non-positive size, or a missing ``root``.
@@ -95,7 +98,7 @@ class CatDataModule(L.LightningDataModule):
         balance: bool = True,
         positive_class: str = "cat",
         download: bool = False,
-        device: str | torch.device | None = None,
+        device: str | torch.device | None = "auto",
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -154,14 +157,24 @@ class CatDataModule(L.LightningDataModule):
             "cifar10": self._cifar_splits,
             "folder": self._folder_splits,
         }[self.source]()
-        if self.device is not None:
-            splits = [
-                CatImageDataset(s.images.to(self.device), s.targets.to(self.device)) for s in splits
-            ]
+        device = self._data_device(splits)
+        if device is not None:
+            splits = [CatImageDataset(s.images.to(device), s.targets.to(device)) for s in splits]
         self.train_set, self.val_set, self.test_set = splits
         images = self.train_set.images
         self.mean = images.mean(dim=(0, 2, 3))
         self.std = images.std(dim=(0, 2, 3)).clamp_min(torch.finfo(images.dtype).eps)
+
+    def _data_device(self, splits: list[CatImageDataset]) -> torch.device | str | None:
+        """Where the tensors go: ``device``, or for ``"auto"`` the trainer's GPU if they fit."""
+        if self.device != "auto":
+            return self.device
+        root = None if self.trainer is None else self.trainer.strategy.root_device
+        if root is None or root.type != "cuda":
+            return None
+        nbytes = sum(s.images.nbytes + s.targets.nbytes for s in splits)
+        free, _ = torch.cuda.mem_get_info(root)
+        return root if nbytes <= free // 4 else None
 
     def train_dataloader(self) -> TensorBatchLoader:
         """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``.

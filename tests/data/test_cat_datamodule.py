@@ -231,3 +231,30 @@ def test_trains_inside_a_lightning_trainer(mode: str, steps: int) -> None:
     assert sum(model.seen) == 40 and len(model.seen) == steps
     (metrics,) = trainer.test(model, datamodule=dm, verbose=False)
     assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+class _Strategy:
+    def __init__(self, device: str) -> None:
+        self.root_device = torch.device(device)
+
+
+class _Trainer:
+    def __init__(self, device: str) -> None:
+        self.strategy = _Strategy(device)
+
+
+@pytest.mark.parametrize(
+    ("device", "free", "expected"),
+    [("cpu", 10**12, None), ("cuda", 10**12, "cuda"), ("cuda", 1000, None)],
+)
+def test_auto_device_uses_the_trainers_gpu_only_when_the_data_fits(
+    monkeypatch, device, free, expected
+) -> None:
+    dm = CatDataModule(n_train=16, n_val=8, n_test=8, image_size=16)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (free, 2 * free))
+    dm.trainer = _Trainer(device)
+    splits = [SyntheticCats(16, 16), SyntheticCats(8, 16, seed=1)]
+    chosen = dm._data_device(splits)
+    assert (None if chosen is None else torch.device(chosen).type) == expected
+    dm.trainer = None
+    assert dm._data_device(splits) is None  # no trainer: the CPU

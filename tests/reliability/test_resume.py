@@ -179,8 +179,6 @@ KILLABLE = [
     "optimizer=momentum",
     "optimizer.lr=0.005",
     "callbacks.early_stopping=null",
-    "+callbacks.checkpoint.every_n_epochs=1",
-    "callbacks.checkpoint.save_last=true",
 ]
 
 

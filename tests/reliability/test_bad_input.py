@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 
 import pytest
 import torch
@@ -335,6 +334,5 @@ def test_folder_data_without_a_root_is_a_missing_value_naming_data_root(tmp_path
 def test_data_that_cannot_be_loaded_is_named_with_the_fix(tmp_path, overrides, error, named):
     cfg = compose_train(tmp_path, *overrides, f"data.root={tmp_path / 'nowhere'}")
     datamodule = instantiate(cfg.data)
-    with pytest.raises(error, match=named), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pytest.raises(error, match=named):
         datamodule.setup("fit")

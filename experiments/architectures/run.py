@@ -23,8 +23,8 @@ import datetime
 import itertools
 import json
 import os
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,6 +38,9 @@ from matplotlib.figure import Figure
 from gdtorch.cli import CONFIG_DIR
 from gdtorch.data import CatDataModule, TensorBatchLoader
 from gdtorch.train import run
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+from common import machine, save
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"logistic": "logistic regression", "two_layer": "2-layer", "four_layer": "4-layer"}
@@ -309,21 +312,6 @@ def findings(results: list[Result]) -> str:
     )
 
 
-def machine() -> str:
-    """The CPU model, its core count and the torch threads used."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    threads = torch.get_num_threads()
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s)"
-
-
 def section(name: str, plot: str, results: list[Result], lrs: dict[str, float]) -> str:
     """The README's results for one data source: its data, table, plot and findings."""
     size = results[0].image_size
@@ -392,12 +380,6 @@ same way when trained with gdtorch's hand-written backpropagation and gradient d
 {parts["cifar"]}
 """
     (out / "README.md").write_text(text)
-
-
-def save(fig: Figure, path: Path) -> None:
-    """Write ``fig`` as a PNG at 100 dpi and say where."""
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

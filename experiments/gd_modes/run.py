@@ -20,8 +20,7 @@ import argparse
 import copy
 import datetime
 import itertools
-import os
-import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +35,14 @@ from gdtorch.lightning.landscape import filter_normalized_directions, loss_surfa
 from gdtorch.nn import MLP, BCEWithLogitsLoss
 from gdtorch.optim import GradientDescent
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+from common import datamodule, machine, save, train_eval_loader
+
 HERE = Path(__file__).resolve().parent
 MODES = ("batch", "minibatch", "stochastic")
 LABELS = {"batch": "batch", "minibatch": "mini-batch", "stochastic": "stochastic"}
 COLOURS = {"batch": "tab:blue", "minibatch": "tab:green", "stochastic": "tab:red"}
 HIDDEN = (20, 7, 5)
-EVAL_BATCH = 1024
 
 
 @dataclass
@@ -86,29 +87,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.epochs, args.n_train, args.n_val, args.n_test = 2, 64, 32, 32
         args.image_size, args.batch_size, args.points, args.resolution = 16, 16, 4, 5
     return args
-
-
-def datamodule(mode: str, args: argparse.Namespace) -> CatDataModule:
-    """The ``SyntheticCats`` splits served for ``mode``; the same ``seed`` gives the same data."""
-    data = CatDataModule(
-        mode=mode,
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        seed=args.seed,
-    )
-    data.setup()
-    return data
-
-
-def train_eval_loader(data: CatDataModule) -> TensorBatchLoader:
-    """The whole training split in fixed order, normalised like the training batches."""
-    train = data.train_set
-    return TensorBatchLoader(
-        train.images, train.targets, EVAL_BATCH, normalize=(data.mean, data.std)
-    )
 
 
 def evaluate(
@@ -312,21 +290,6 @@ def each(arms: list[Arm], fmt) -> str:
     return ", ".join(f"{fmt(arm)} ({LABELS[arm.mode]})" for arm in arms)
 
 
-def machine() -> str:
-    """The CPU model, its core count and the torch threads used."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    threads = torch.get_num_threads()
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s)"
-
-
 def table(arms: list[Arm], shares: dict[str, tuple[float, float]]) -> str:
     """The README's Markdown table of measured numbers, one row per mode."""
     lines = [
@@ -467,12 +430,6 @@ The landscape is a 2-D slice: a path point's colour is the cost at its projectio
 weights themselves, and the PCA plane is fitted to these very paths.
 """
     (out / "README.md").write_text(text)
-
-
-def save(figure: Figure, path: Path) -> None:
-    """Write ``figure`` as a PNG at 100 dpi and say where."""
-    figure.savefig(path, dpi=100)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

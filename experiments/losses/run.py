@@ -20,8 +20,7 @@ import argparse
 import copy
 import datetime
 import math
-import os
-import platform
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,9 @@ from torch import Tensor
 from gdtorch.data import CatDataModule, TensorBatchLoader
 from gdtorch.nn import MLP, BCELoss, MAELoss, MSELoss, Sigmoid
 from gdtorch.optim import GradientDescent
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
+from common import datamodule, machine, save, train_eval_loader
 
 HERE = Path(__file__).resolve().parent
 HIDDEN = (20, 7, 5)
@@ -48,7 +50,6 @@ CLOSED_FORMS: dict[str, Callable[[Tensor], Tensor]] = {
 PROBABILITIES = (0.5, 0.1, 0.01, 0.001)
 CONFIDENTLY_WRONG = 0.9  # |ŷ − y| above this
 WINDOW = 5  # epochs whose validation accuracy is averaged to choose η
-EVAL_BATCH = 1024
 
 
 @dataclass
@@ -109,29 +110,6 @@ def logit_gradients(probabilities: Tensor) -> dict[str, Tensor]:
         (gradient,) = torch.autograd.grad(cost, z)
         gradients[name] = gradient.abs()
     return gradients
-
-
-def datamodule(args: argparse.Namespace) -> CatDataModule:
-    """The ``SyntheticCats`` splits, served in mini-batches."""
-    data = CatDataModule(
-        mode="minibatch",
-        batch_size=args.batch_size,
-        image_size=args.image_size,
-        n_train=args.n_train,
-        n_val=args.n_val,
-        n_test=args.n_test,
-        seed=args.seed,
-    )
-    data.setup()
-    return data
-
-
-def train_eval_loader(data: CatDataModule) -> TensorBatchLoader:
-    """The whole training split in fixed order, normalised like the training batches."""
-    train = data.train_set
-    return TensorBatchLoader(
-        train.images, train.targets, EVAL_BATCH, normalize=(data.mean, data.std)
-    )
 
 
 def predictions(net: torch.nn.Module, loader: TensorBatchLoader) -> tuple[Tensor, Tensor]:
@@ -326,21 +304,6 @@ def findings(
     )
 
 
-def machine() -> str:
-    """The CPU model, its core count and the torch threads used."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [
-            line.split(":", 1)[1].strip()
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith("model name")
-        ]
-        model = names[0] if names else model
-    threads = torch.get_num_threads()
-    return f"{model}, {os.cpu_count()} cores, torch {torch.__version__}, {threads} thread(s)"
-
-
 def write_readme(out: Path, args: argparse.Namespace, sections: dict[str, str]) -> None:
     """Rewrite ``out/README.md`` from the setup and the measured ``sections``."""
     sizes = [3 * args.image_size**2, *HIDDEN, 1]
@@ -409,12 +372,6 @@ different scales; "confidently wrong": training images with |ŷ − y| > {CONFID
     (out / "README.md").write_text(text)
 
 
-def save(figure: Figure, path: Path) -> None:
-    """Write ``figure`` as a PNG at 100 dpi and say where."""
-    figure.savefig(path, dpi=100)
-    print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KB)", flush=True)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Measure the gradients, train every (loss, η), draw the plots and rewrite the README."""
     started = time.perf_counter()
@@ -431,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     save(gradients_figure(logit_gradients(curve_points), curve_points), args.out / "gradients.png")
 
-    data = datamodule(args)
+    data = datamodule("minibatch", args)
     torch.manual_seed(args.seed)
     init = copy.deepcopy(
         MLP([data.input_size, *HIDDEN, 1], output_activation="sigmoid").state_dict()

@@ -182,3 +182,14 @@ def test_a_failure_on_another_process_stops_this_one_too():
 def test_check_parameters_must_be_a_bool():
     with pytest.raises(TypeError, match="check_parameters must be a bool"):
         NonFiniteLossGuard(check_parameters="yes")
+
+
+def test_the_fused_parameter_check_is_exact():
+    from gdtorch.lightning.nonfinite import _all_finite
+
+    huge = torch.full((4,), 1e30)  # finite, but its float32 norm overflows to inf
+    assert torch.isinf(torch.linalg.vector_norm(huge))
+    assert _all_finite(torch.tensor(0.5), [huge, torch.ones(3)])
+    assert not _all_finite(torch.tensor(0.5), [torch.tensor([1.0, float("nan")])])
+    assert not _all_finite(torch.tensor(float("inf")), [torch.ones(3)])
+    assert _all_finite(None, [])

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gdtorch import nn as gnn
 from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGuard
+from gdtorch.lightning.nonfinite import _all_finite
 from gdtorch.train import run
 from tests.cases import compose_train
 from tests.reliability.helpers import (
@@ -185,8 +186,6 @@ def test_check_parameters_must_be_a_bool():
 
 
 def test_the_fused_parameter_check_is_exact():
-    from gdtorch.lightning.nonfinite import _all_finite
-
     huge = torch.full((4,), 1e30)  # finite, but its float32 norm overflows to inf
     assert torch.isinf(torch.linalg.vector_norm(huge))
     assert _all_finite(torch.tensor(0.5), [huge, torch.ones(3)])

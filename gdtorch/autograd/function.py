@@ -22,12 +22,24 @@ class _Bound:
 
 
 class _PositionalSignature(inspect.Signature):
-    """A signature whose ``bind`` is the identity when every argument is passed positionally."""
+    """A signature whose ``bind`` is the identity when every argument is passed positionally.
 
-    __slots__ = ()
+    That is: no keywords, and exactly one value per parameter, or, when the last parameter is
+    ``*args``, at least one value per parameter before it.
+    """
+
+    __slots__ = ("_named", "_variadic")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        kinds = [parameter.kind for parameter in self.parameters.values()]
+        self._variadic = bool(kinds) and kinds[-1] is inspect.Parameter.VAR_POSITIONAL
+        self._named = len(kinds) - self._variadic
 
     def bind(self, /, *args: Any, **kwargs: Any) -> Any:
-        if not kwargs and len(args) == len(self.parameters):
+        if not kwargs and (
+            len(args) == self._named or (self._variadic and len(args) > self._named)
+        ):
             return _Bound(args)
         return super().bind(*args, **kwargs)
 

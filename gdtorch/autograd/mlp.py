@@ -10,9 +10,9 @@ Backpropagation, from the last layer down, with ``∂C/∂a⁽ᴸ⁾`` arriving 
     ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾,   ∂C/∂b⁽ˡ⁾ = Σ δ⁽ˡ⁾
     ∂C/∂a⁽ˡ⁻¹⁾ = δ⁽ˡ⁾ W⁽ˡ⁾                        handed down to layer l − 1
 
-Every activation's slope is read off its output ``a`` (``[a ≠ 0]`` for ReLU, ``a(1 − a)`` for
-the sigmoid, ``1 − a²`` for tanh), so one tensor per layer serves both ``∂C/∂W`` of the layer
-above and ``g'`` of its own: less memory than the layers kept one by one.
+Every activation's slope is read off its output ``a`` (``sign(a) = [a > 0]`` for ReLU,
+``a(1 − a)`` for the sigmoid, ``1 − a²`` for tanh), so one tensor per layer serves both
+``∂C/∂W`` of the layer above and ``g'`` of its own: less memory than the layers kept one by one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _times_slope(name: str | None, grad: Tensor, output: Tensor) -> Tensor:
     if name is None:
         return grad
     if name == "relu":
-        return grad * output.bool().view(torch.uint8)  # [z > 0]; uint8 multiplies fast
+        return grad * output.sign()  # [z > 0] = sign(a), as a = max(z, 0) ≥ 0
     if name == "sigmoid":
         return grad * output * (1 - output)  # σ(1 − σ)
     return grad * (1 - output * output)  # 1 − tanh²

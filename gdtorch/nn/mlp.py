@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch.nn.modules.module import _has_any_global_hook
 
-from gdtorch import functional as GF
+from gdtorch.autograd import MLPFunction
 from gdtorch.nn.activation import ReLU, Sigmoid, Tanh
 from gdtorch.nn.linear import Linear
 
@@ -60,7 +60,7 @@ class MLP(torch.nn.Sequential):
         super().__init__(*layers)
         self.sizes = sizes
         self._layers = tuple(layers)  # the structure the fused forward relies on
-        self._linears = [m for m in layers if isinstance(m, Linear)]
+        self._linears = tuple(m for m in layers if isinstance(m, Linear))
         self._activations = tuple(
             activation if i < len(sizes) - 2 else output_activation for i in range(len(sizes) - 1)
         )
@@ -68,23 +68,27 @@ class MLP(torch.nn.Sequential):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.dim() > 2:
             input = input.flatten(1)
-        if input.dim() == 2 and self._fusable(input):
-            return GF.mlp(input, self._weights(), self._biases(), self._activations)
-        return super().forward(input)
+        params = self._fused_params(input) if input.dim() == 2 else None
+        if params is None:
+            return super().forward(input)
+        # The layers were built here, so sizes and activations are valid: no need for the
+        # argument checks of ``GF.mlp``.
+        return MLPFunction.apply(input, self._activations, *params)[-1]
 
-    def _fusable(self, input: torch.Tensor) -> bool:
-        """Whether one :class:`~gdtorch.autograd.MLPFunction` can stand in for the layers.
+    def _fused_params(self, input: torch.Tensor) -> list[torch.Tensor] | None:
+        """``[W⁽¹⁾, b⁽¹⁾, …, W⁽ᴸ⁾, b⁽ᴸ⁾]`` when one :class:`~gdtorch.autograd.MLPFunction` can
+        stand in for the layers, else ``None``.
 
         It gives the same result with one autograd node instead of one per layer (the
         per-node cost dominates small networks). The layers are called one by one instead
         whenever that could be observed or differ: when any module hook is registered (e.g.
-        by :func:`gdtorch.audit`), when the layers were replaced or a bias removed, and under
-        autocast (where the layers cast per layer, as torch does).
+        by :func:`gdtorch.audit`), when the layers were replaced, a bias removed or a weight
+        parametrized, and under autocast (where the layers cast per layer, as torch does).
         """
-        if tuple(self._modules.values()) != self._layers:
-            return False
         if torch.is_autocast_enabled(input.device.type) or _has_any_global_hook():
-            return False
+            return None
+        if tuple(self._modules.values()) != self._layers:
+            return None
         for module in self._layers:
             if (
                 module._forward_hooks
@@ -92,11 +96,12 @@ class MLP(torch.nn.Sequential):
                 or module._backward_hooks
                 or module._backward_pre_hooks
             ):
-                return False
-        return all(linear.bias is not None for linear in self._linears)
-
-    def _weights(self) -> list[torch.Tensor]:
-        return [linear.weight for linear in self._linears]
-
-    def _biases(self) -> list[torch.Tensor]:
-        return [linear.bias for linear in self._linears]
+                return None
+        params = []
+        for linear in self._linears:
+            weight = linear._parameters.get("weight")
+            bias = linear._parameters.get("bias")
+            if weight is None or bias is None:
+                return None
+            params += (weight, bias)
+        return params

@@ -110,6 +110,28 @@ def test_mlp_module_fuses_unless_hooks_autocast_or_edits_could_tell():
     assert isinstance(model[0](input).grad_fn, LinearFunction._backward_cls)
 
 
+def test_mlp_module_runs_layer_by_layer_when_a_weight_is_parametrized():
+    model = gnn.MLP([6, 4, 1])
+    original = model[0].weight.detach().clone()
+    torch.nn.utils.parametrize.register_parametrization(model[0], "weight", _Doubled())
+    input = torch.randn(3, 6)
+    output = model(input)
+    assert not isinstance(output.grad_fn, MLPFunction._backward_cls)
+    reference = F.linear(
+        torch.relu(F.linear(input, 2 * original, model[0].bias)),
+        model[2].weight,
+        model[2].bias,
+    )
+    torch.testing.assert_close(output, reference)
+    output.sum().backward()
+    assert model[0].parametrizations.weight.original.grad is not None
+
+
+class _Doubled(torch.nn.Module):
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return 2 * weight
+
+
 @pytest.mark.parametrize(
     ("args", "match"),
     [

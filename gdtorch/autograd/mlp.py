@@ -32,6 +32,13 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
+_ACTIVATE_IN_PLACE: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu_,
+    "sigmoid": torch.sigmoid_,
+    "tanh": torch.tanh_,
+}
+
+
 def _times_slope(name: str | None, grad: Tensor, output: Tensor) -> Tensor:
     """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``."""
     if name is None:
@@ -58,9 +65,10 @@ class MLPFunction(Function):
     def forward(input: Tensor, activations: tuple[str | None, ...], *params: Tensor) -> tuple:
         outputs = []
         a = input
-        for layer, name in enumerate(activations):
-            z = torch.addmm(params[2 * layer + 1], a, params[2 * layer].t())
-            a = z if name is None else ACTIVATIONS[name](z)
+        for weight, bias, name in zip(params[0::2], params[1::2], activations, strict=True):
+            a = torch.addmm(bias, a, weight.t())  # z = a Wᵀ + b
+            if name is not None:
+                a = _ACTIVATE_IN_PLACE[name](a)  # a = g(z), over z: z itself is not kept
             outputs.append(a)
         return tuple(outputs)
 
@@ -82,21 +90,22 @@ class MLPFunction(Function):
     def backward(ctx: Any, *grad_outputs: Tensor | None) -> tuple[Tensor | None, ...]:
         activations = ctx.activations
         n_layers = len(activations)
-        saved = ctx.saved_tensors
-        input, weights, outputs = saved[0], saved[1 : 1 + n_layers], saved[1 + n_layers :]
-        needs_input, _, *needs_params = ctx.needs_input_grad
-        grad_params: list[Tensor | None] = [None] * (2 * n_layers)
+        input, *saved = ctx.saved_tensors
+        weights, outputs = saved[:n_layers], saved[n_layers:]
+        needs = ctx.needs_input_grad
+        grads: list[Tensor | None] = [None] * (2 + 2 * n_layers)  # as the inputs: x, names, W, b…
         grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾
-        for layer in reversed(range(n_layers)):
+        for layer in range(n_layers - 1, -1, -1):
             if grad_a is not None:
                 delta = _times_slope(activations[layer], grad_a, outputs[layer])  # δ⁽ˡ⁾
-                a_below = input if layer == 0 else outputs[layer - 1]
-                if needs_params[2 * layer]:
-                    grad_params[2 * layer] = delta.t().mm(a_below)  # ∂C/∂W = δᵀ a
-                if needs_params[2 * layer + 1]:
-                    grad_params[2 * layer + 1] = delta.sum(0)  # ∂C/∂b = Σ δ
-                grad_a = delta.mm(weights[layer]) if layer > 0 or needs_input else None
-            if layer > 0 and grad_outputs[layer - 1] is not None:  # a⁽ˡ⁻¹⁾ used directly
+                if needs[2 + 2 * layer]:
+                    a_below = outputs[layer - 1] if layer else input
+                    grads[2 + 2 * layer] = delta.t().mm(a_below)  # ∂C/∂W = δᵀ a
+                if needs[3 + 2 * layer]:
+                    grads[3 + 2 * layer] = delta.sum(0)  # ∂C/∂b = Σ δ
+                grad_a = delta.mm(weights[layer]) if layer or needs[0] else None
+            if layer and grad_outputs[layer - 1] is not None:  # a⁽ˡ⁻¹⁾ also used directly
                 extra = grad_outputs[layer - 1]
                 grad_a = extra if grad_a is None else grad_a + extra
-        return grad_a, None, *grad_params
+        grads[0] = grad_a
+        return tuple(grads)

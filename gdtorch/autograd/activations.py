@@ -64,13 +64,18 @@ class ReLUFunction(Function):
     as in torch) is an intermediate result handed to ``setup_context`` (the ``torch.func`` way to
     save one) and marked non-differentiable. It is kept as ``uint8``: one byte per element, a
     quarter of the float output torch's ReLU keeps, and ``δ ⊙ mask`` with a ``uint8`` mask is a
-    fast multiply (a ``bool`` operand takes a slow conversion path on CPU).
+    fast multiply (a ``bool`` operand takes a slow conversion path on CPU). Under
+    ``torch.compile`` the mask is ``sign(a)`` in ``a``'s dtype instead: inductor converts a
+    ``uint8`` mask element by element (the backward kernels took 340 µs against torch's 40 µs at
+    ``(256, 256)``), while a float mask fuses into the multiply.
     :func:`gdtorch.functional.relu` returns ``a`` alone.
     """
 
     @staticmethod
     def forward(input: Tensor) -> tuple[Tensor, Tensor]:
         output = torch.relu(input)
+        if torch.compiler.is_compiling():
+            return output, output.sign()  # see the class docstring
         return output, output.bool().view(torch.uint8)
 
     @staticmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from gdtorch import functional as GF
@@ -37,9 +38,12 @@ def test_vmap_of_grad_gives_per_sample_gradients(make_tensor):
         torch.testing.assert_close(per_sample[i], expected)
 
 
-def test_compile_fullgraph_matches_eager():
+@pytest.mark.parametrize("fused", [True, False], ids=["MLPFunction", "layer-by-layer"])
+def test_compile_fullgraph_matches_eager(fused):
     torch.manual_seed(0)
     model = gnn.MLP([12, 8, 1])
+    if not fused:
+        model = torch.nn.Sequential(*model)  # one Function per layer, ReLU's mask included
     loss_fn = gnn.BCEWithLogitsLoss()
     input, target = torch.randn(16, 12), torch.rand(16, 1)
 

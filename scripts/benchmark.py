@@ -18,6 +18,9 @@ Rows, by kind:
   a ``torch.nn.Sequential`` of ``Linear``/``ReLU``, ``torch.nn.BCEWithLogitsLoss`` and
   ``torch.optim.SGD``; ``train_step_eager_no_validation`` is the batch-1 shape with
   ``gdtorch.set_validation(False)``, which shows the cost of the value checks.
+* ``train_step_eager_split``: the same eager step with only the network (``gdtorch.nn.MLP``) or
+  only the loss (``gdtorch.nn.BCEWithLogitsLoss``) from gdtorch and everything else native,
+  ``torch.optim.SGD`` included, against the native step: where the extra time goes. No target.
 * ``train_step_compiled``: the same step with forward and loss under
   ``torch.compile(fullgraph=True)`` on both sides, backward and optimizer step eager. The whole step
   cannot be compiled with ``fullgraph=True``: Dynamo does not trace ``loss.backward()``.
@@ -72,6 +75,7 @@ CAT_IMAGE_SIZE = 64
 CUDA_KINDS = (
     "train_step_eager",
     "train_step_eager_no_validation",
+    "train_step_eager_split",
     "train_step_compiled",
     "optimizer_step",
 )
@@ -94,6 +98,7 @@ WIDE_SHAPE = Shape((3072, 256, 128, 1), 256)
 STOCHASTIC_SHAPE = Shape((64, 32, 1), 1)
 LARGE_SHAPE = Shape((3072, 1024, 1024, 1), 512)
 SHAPES = (CAT_SHAPE, WIDE_SHAPE, STOCHASTIC_SHAPE, LARGE_SHAPE)
+SPLIT_SHAPES = (CAT_SHAPE, STOCHASTIC_SHAPE)  # where a fixed cost per step shows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -378,6 +383,28 @@ def _eager_row(shape: Shape, device: str, settings: Settings, validation: bool =
         )
 
 
+def _split_rows(shape: Shape, device: str, settings: Settings) -> Iterator[Row]:
+    """Eager steps with only the network, or only the loss, from gdtorch; the rest native.
+
+    Both mixed sides train with ``torch.optim.SGD``, as the native side does, so each row's ratio
+    is the cost of one gdtorch part in a native step: where the eager row's extra time goes.
+    """
+    gd, native = _sides(shape, device)
+    native_model = _native_mlp(shape.sizes).to(device)
+    native_model.load_state_dict(gd.model.state_dict())
+    mixed = {
+        "gdtorch network, torch loss": (gd.model, native.loss_fn),
+        "torch network, gdtorch loss": (native_model, gd.loss_fn),
+    }
+    for part, (model, loss_fn) in mixed.items():
+        optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+        side = Side(model, loss_fn, optimizer, native.inputs, native.targets)
+        name = f"{shape.name}: {part}"
+        yield _timed_row(
+            "train_step_eager_split", name, device, side.step_fn(), native.step_fn(), settings
+        )
+
+
 def _compiled_row(shape: Shape, device: str, settings: Settings) -> Row:
     """Training steps with forward and loss compiled; the first (compiling) steps in details."""
     torch._dynamo.reset()  # each row compiles afresh, within Dynamo's recompilation limit
@@ -602,6 +629,8 @@ def _cpu_rows(settings: Settings) -> Iterator[Row]:
     for shape in SHAPES:
         yield _eager_row(shape, "cpu", settings)
     yield _eager_row(STOCHASTIC_SHAPE, "cpu", settings, validation=False)
+    for shape in SPLIT_SHAPES:
+        yield from _split_rows(shape, "cpu", settings)
     for shape in settings.compiled_shapes:
         yield _compiled_row(shape, "cpu", settings)
     for shape in SHAPES:
@@ -619,6 +648,8 @@ def _cuda_rows(settings: Settings) -> Iterator[Row]:
     for shape in SHAPES:
         yield _eager_row(shape, "cuda", settings)
     yield _eager_row(STOCHASTIC_SHAPE, "cuda", settings, validation=False)
+    for shape in SPLIT_SHAPES:
+        yield from _split_rows(shape, "cuda", settings)
     for shape in settings.compiled_shapes:
         yield _compiled_row(shape, "cuda", settings)
     yield from _optimizer_rows("cuda", settings)

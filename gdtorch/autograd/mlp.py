@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from gdtorch.autograd.function import Function
@@ -66,7 +67,7 @@ class MLPFunction(Function):
         outputs = []
         a = input
         for weight, bias, name in zip(params[0::2], params[1::2], activations, strict=True):
-            a = torch.addmm(bias, a, weight.t())  # z = a Wᵀ + b
+            a = F.linear(a, weight, bias)  # z = a Wᵀ + b (torch.addmm(b, a, Wᵀ) in one call)
             if name is not None:
                 a = _ACTIVATE_IN_PLACE[name](a)  # a = g(z), over z: z itself is not kept
             outputs.append(a)

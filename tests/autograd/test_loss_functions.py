@@ -17,6 +17,7 @@ from gdtorch.autograd import (
     BCEWithLogitsLossFunction,
     MAELossFunction,
     MSELossFunction,
+    losses,
 )
 from tests.cases import SHAPE_CASES
 
@@ -152,3 +153,19 @@ def test_saves_no_more_than_torch(make_tensor, saved_bytes, name):
     input, target = _inputs(make_tensor, name, (256, 1), torch.float32)
     target.requires_grad_(False)
     assert saved_bytes(lambda: fn(input, target)) <= saved_bytes(lambda: reference(input, target))
+
+
+def test_bce_with_logits_shares_one_zero_per_dtype_and_never_an_inference_tensor(monkeypatch):
+    monkeypatch.setattr(losses, "_ZEROS", {})
+    logits = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(5, dtype=torch.float64)
+    with torch.inference_mode():
+        GF.binary_cross_entropy_with_logits(logits.detach(), target)
+    assert losses._ZEROS == {}  # nothing made under inference mode is kept
+    loss = GF.binary_cross_entropy_with_logits(logits, target)
+    (zero,) = losses._ZEROS.values()
+    assert zero.dtype == torch.float64 and zero.shape == () and not zero.is_inference()
+    (grad,) = torch.autograd.grad(loss, logits, create_graph=True)
+    grad.sum().backward()  # double backward through the shared zero leaves it unchanged
+    torch.testing.assert_close(grad, (torch.sigmoid(logits) - target) / 5)
+    assert zero.item() == 0.0

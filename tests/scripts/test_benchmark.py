@@ -24,6 +24,7 @@ SHAPES = (
 CUDA_KINDS = (
     "train_step_eager",
     "train_step_eager_no_validation",
+    "train_step_eager_split",
     "train_step_compiled",
     "optimizer_step",
 )
@@ -91,6 +92,17 @@ def test_eager_training_step_at_every_shape_and_without_validation_at_batch_1(qu
     assert {row["name"] for row in _rows(report, "train_step_eager")} == set(SHAPES)
     (no_validation,) = _rows(report, "train_step_eager_no_validation")
     assert no_validation["name"] == "[64, 32, 1] × 1"
+
+
+def test_split_rows_time_each_gdtorch_part_in_a_native_step(quick_run):
+    report, _ = quick_run
+    split = _rows(report, "train_step_eager_split")
+    assert {row["name"] for row in split} == {
+        f"{shape}: {part}"
+        for shape in ("[12288, 20, 7, 5, 1] × 64", "[64, 32, 1] × 1")
+        for part in ("gdtorch network, torch loss", "torch network, gdtorch loss")
+    }
+    assert all(row["target"] is None and row["ratio"] > 0 for row in split)
 
 
 def test_compiled_training_step_and_memory_rows(quick_run):

@@ -7,9 +7,13 @@ Every row runs gdtorch and its native peer in the same process, from the same in
 their timed repetitions interleaved (gdtorch first on even repetitions, native first on odd ones, so
 slow drifts of the machine cancel). A repetition runs a number of inner iterations chosen so that
 it lasts about ``rep_seconds``; its time divided by that number is one sample. Rows report each
-side's median, the spread (interquartile range relative to the median) and the ratio of the medians,
-gdtorch / native, next to its target. Absolute times mean little on a shared machine; the ratios are
-the result.
+side's median and spread (interquartile range relative to the median), and the ratio gdtorch /
+native next to its target: the median, over repetitions, of the ratio of the two samples taken
+back to back in that repetition. The shared machines here change speed by tens of per cent for
+seconds at a time; a pair shares the machine's state, so its ratio does not move with it, where
+the ratio of the two medians does when one side's samples happen to fall in a slow spell (the
+JSON keeps that ratio too, and every pair's). Absolute times mean little on a shared machine;
+the ratios are the result.
 
 Rows, by kind:
 
@@ -181,6 +185,8 @@ class Row:
         target: the largest acceptable ratio gdtorch / native, or ``None`` for no target.
         skipped: why the row was not measured, or ``None``.
         details: extra facts (inner iterations, compile time, per-sample time, ...).
+        paired_ratios: gdtorch / native for each repetition's back-to-back pair of samples;
+            ``None`` for rows of single values (memory).
     """
 
     kind: str
@@ -192,9 +198,17 @@ class Row:
     target: float | None = None
     skipped: str | None = None
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    paired_ratios: list[float] | None = None
 
     @property
     def ratio(self) -> float | None:
+        """The median of the paired ratios, or the ratio of the medians without pairs."""
+        if self.paired_ratios:
+            return statistics.median(self.paired_ratios)
+        return self.ratio_of_medians
+
+    @property
+    def ratio_of_medians(self) -> float | None:
         if self.gdtorch is None or self.native is None:
             return None
         return self.gdtorch.median / self.native.median
@@ -219,6 +233,8 @@ class Row:
             row[f"{side}_range"] = None if stats is None else [stats.low, stats.high]
         row.update(
             ratio=self.ratio,
+            ratio_of_medians=self.ratio_of_medians,
+            paired_ratios=self.paired_ratios,
             target=self.target,
             meets_target=self.meets_target,
             skipped=self.skipped,
@@ -293,7 +309,18 @@ def _timed_row(
                 samples[side].append(_run(fns[side], iterations, sync) / iterations)
     details = {"inner_iterations": iterations, "reps": settings.reps}
     gd_stats, native_stats = Stats.of(samples[0]), Stats.of(samples[1])
-    return Row(kind, name, device, "s", gd_stats, native_stats, target, details=details)
+    paired = [gd / native for gd, native in zip(*samples, strict=True)]
+    return Row(
+        kind,
+        name,
+        device,
+        "s",
+        gd_stats,
+        native_stats,
+        target,
+        details=details,
+        paired_ratios=paired,
+    )
 
 
 # --------------------------------------------------------------------------- training step
@@ -607,7 +634,8 @@ def markdown(rows: Sequence[Row], machine: dict[str, Any], quick: bool) -> str:
     )
     legend = (
         "Times are medians per call, ± half the interquartile range relative to the median; "
-        "ratios are gdtorch / native, lower is better."
+        "ratios are gdtorch / native, lower is better: the median over repetitions of the two "
+        "sides' back-to-back samples."
     )
     lines = [
         header,

@@ -32,11 +32,13 @@ def _zero(like: Tensor) -> Tensor:
     """A 0-dim zero of ``like``'s dtype and device, made once per dtype and device.
 
     On a small batch every tensor made per call counts (about 5 µs each in a training step), so
-    eager calls share one. ``torch.compile`` and ``torch.func`` get a fresh one, as they trace,
-    and so does inference mode, whose tensors must not outlive it into autograd.
+    eager calls on plain tensors share one. ``torch.compile`` and ``torch.func`` get a fresh one,
+    as they trace; so do tensor subclasses (fake tensors, for one, must not be kept) and inference
+    mode, whose tensors must not outlive it into autograd.
     """
     if (
-        torch.compiler.is_compiling()
+        type(like) is not Tensor
+        or torch.compiler.is_compiling()
         or torch._C._are_functorch_transforms_active()
         or torch.is_inference_mode_enabled()
     ):

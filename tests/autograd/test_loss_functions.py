@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.autograd import gradcheck, gradgradcheck
 
 from gdtorch import functional as GF
@@ -169,3 +170,12 @@ def test_bce_with_logits_shares_one_zero_per_dtype_and_never_an_inference_tensor
     grad.sum().backward()  # double backward through the shared zero leaves it unchanged
     torch.testing.assert_close(grad, (torch.sigmoid(logits) - target) / 5)
     assert zero.item() == 0.0
+
+
+def test_bce_with_logits_keeps_no_zero_made_for_fake_tensors(monkeypatch):
+    monkeypatch.setattr(losses, "_ZEROS", {})
+    with FakeTensorMode():
+        loss = BCEWithLogitsLossFunction.apply(torch.randn(3), torch.rand(3), None, None, "mean")
+    assert loss.shape == () and losses._ZEROS == {}
+    real = GF.binary_cross_entropy_with_logits(torch.zeros(3), torch.ones(3))
+    torch.testing.assert_close(real, torch.log(torch.tensor(2.0)))

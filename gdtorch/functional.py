@@ -360,8 +360,7 @@ def _prepare_bce(
         _check_constant_weights(name, input, weight, pos_weight)
     if _checking_values():
         _check_in_unit_interval(name, "target", target, "targets are probabilities")
-    if _autocast_enabled(input):
-        input, target, weight, pos_weight = _autocast_to_float32(input, target, weight, pos_weight)
+    input, target, weight, pos_weight = _autocast_to_float32(input, target, weight, pos_weight)
     if target.dtype != input.dtype:
         target = target.to(input.dtype)
     return input, target, weight, pos_weight

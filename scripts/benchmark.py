@@ -652,15 +652,20 @@ def markdown(rows: Sequence[Row], machine: dict[str, Any], quick: bool) -> str:
 # --------------------------------------------------------------------------- main
 
 
+def _training_step_rows(device: str, settings: Settings) -> Iterator[Row]:
+    """The eager (with and without validation, and split) and compiled training-step rows."""
+    for shape in SHAPES:
+        yield _eager_row(shape, device, settings)
+    yield _eager_row(STOCHASTIC_SHAPE, device, settings, validation=False)
+    for shape in SPLIT_SHAPES:
+        yield from _split_rows(shape, device, settings)
+    for shape in settings.compiled_shapes:
+        yield _compiled_row(shape, device, settings)
+
+
 def _cpu_rows(settings: Settings) -> Iterator[Row]:
     """Every row kind, on the CPU."""
-    for shape in SHAPES:
-        yield _eager_row(shape, "cpu", settings)
-    yield _eager_row(STOCHASTIC_SHAPE, "cpu", settings, validation=False)
-    for shape in SPLIT_SHAPES:
-        yield from _split_rows(shape, "cpu", settings)
-    for shape in settings.compiled_shapes:
-        yield _compiled_row(shape, "cpu", settings)
+    yield from _training_step_rows("cpu", settings)
     for shape in SHAPES:
         yield _memory_row(shape)
     yield from _optimizer_rows("cpu", settings)
@@ -673,13 +678,7 @@ def _cuda_rows(settings: Settings) -> Iterator[Row]:
         for kind in CUDA_KINDS:
             yield Row(kind, "all cases", "cuda", skipped="CUDA not available")
         return
-    for shape in SHAPES:
-        yield _eager_row(shape, "cuda", settings)
-    yield _eager_row(STOCHASTIC_SHAPE, "cuda", settings, validation=False)
-    for shape in SPLIT_SHAPES:
-        yield from _split_rows(shape, "cuda", settings)
-    for shape in settings.compiled_shapes:
-        yield _compiled_row(shape, "cuda", settings)
+    yield from _training_step_rows("cuda", settings)
     yield from _optimizer_rows("cuda", settings)
 
 

@@ -66,8 +66,8 @@ class ReLUFunction(Function):
     quarter of the float output torch's ReLU keeps, and ``δ ⊙ mask`` with a ``uint8`` mask is a
     fast multiply (a ``bool`` operand takes a slow conversion path on CPU). Under
     ``torch.compile`` the mask is ``sign(a)`` in ``a``'s dtype instead: inductor converts a
-    ``uint8`` mask element by element (the backward kernels took 340 µs against torch's 40 µs at
-    ``(256, 256)``), while a float mask fuses into the multiply.
+    ``uint8`` mask element by element (its two backward kernels took 340 µs per step of
+    ``[3072, 256, 128, 1] × 256``), while a float mask fuses into the multiply.
     :func:`gdtorch.functional.relu` returns ``a`` alone.
     """
 

@@ -26,14 +26,7 @@ from torch import Tensor
 
 from gdtorch.autograd.function import Function
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-}
-
-
-_ACTIVATE_IN_PLACE: dict[str, Callable[[Tensor], Tensor]] = {
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {  # applied in place over z = a Wᵀ + b
     "relu": torch.relu_,
     "sigmoid": torch.sigmoid_,
     "tanh": torch.tanh_,
@@ -69,7 +62,7 @@ class MLPFunction(Function):
         for weight, bias, name in zip(params[0::2], params[1::2], activations, strict=True):
             a = F.linear(a, weight, bias)  # z = a Wᵀ + b (torch.addmm(b, a, Wᵀ) in one call)
             if name is not None:
-                a = _ACTIVATE_IN_PLACE[name](a)  # a = g(z), over z: z itself is not kept
+                a = ACTIVATIONS[name](a)  # a = g(z), over z: z itself is not kept
             outputs.append(a)
         return tuple(outputs)
 

@@ -296,12 +296,16 @@ def _check_no_nan_target(name: str, target: Tensor) -> None:
 
 def _check_in_unit_interval(name: str, argument: str, tensor: Tensor, what: str) -> None:
     tensor = tensor.detach() if tensor.requires_grad else tensor
-    if not torch.equal(tensor.clamp(0, 1), tensor):  # one device sync; NaN ≠ NaN fails too
-        low, high = (bound.item() for bound in torch.aminmax(tensor))
-        raise ValueError(
-            f"{name}: all elements of {argument} should be between 0 and 1 ({what}); "
-            f"got values from {low} to {high}"
-        )
+    if tensor.numel() == 1:  # one value (stochastic GD): read it, one device sync
+        if 0 <= tensor.item() <= 1:  # False for NaN too
+            return
+    elif torch.equal(tensor.clamp(0, 1), tensor):  # one device sync; NaN ≠ NaN fails too
+        return
+    low, high = (bound.item() for bound in torch.aminmax(tensor))
+    raise ValueError(
+        f"{name}: all elements of {argument} should be between 0 and 1 ({what}); "
+        f"got values from {low} to {high}"
+    )
 
 
 def _broadcasts_to(shape: torch.Size, target_shape: torch.Size) -> bool:

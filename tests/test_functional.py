@@ -52,6 +52,28 @@ def test_bce_target_outside_unit_interval_is_refused(fn, bad):
 
 
 @pytest.mark.parametrize("fn", LOSSES[2:], ids=IDS[2:])
+@pytest.mark.parametrize("bad", [-0.5, 2.0, float("nan")])
+def test_bce_single_target_outside_unit_interval_is_refused(fn, bad):
+    # one value, as in stochastic gradient descent, is read with .item() instead
+    with pytest.raises(ValueError, match=rf"target should be between 0 and 1.*from {bad} to {bad}"):
+        fn(torch.rand(1, 1), torch.tensor([[bad]]))
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
+def test_bce_single_input_outside_unit_interval_is_refused(bad):
+    with pytest.raises(ValueError, match="input should be between 0 and 1"):
+        GF.binary_cross_entropy(torch.tensor([bad], requires_grad=True), torch.rand(1))
+
+
+@pytest.mark.parametrize("fn", LOSSES[2:], ids=IDS[2:])
+@pytest.mark.parametrize("edge", [0.0, 1.0])
+def test_bce_single_target_at_the_edges_is_accepted(fn, edge):
+    input, target = torch.full((1,), 0.25, requires_grad=True), torch.tensor([edge])
+    reference = getattr(torch.nn.functional, fn.__name__)
+    torch.testing.assert_close(fn(input, target), reference(input, target))
+
+
+@pytest.mark.parametrize("fn", LOSSES[2:], ids=IDS[2:])
 def test_bce_long_target_is_a_type_error_naming_target(fn):
     with pytest.raises(TypeError, match=r"target must be a floating-point tensor.*torch.int64"):
         fn(torch.rand(3), torch.tensor([0, 1, 1]))

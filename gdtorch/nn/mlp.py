@@ -9,6 +9,7 @@ import torch
 from torch.nn.modules.module import _has_any_global_hook
 
 from gdtorch.autograd import MLPFunction
+from gdtorch.functional import _autocast_enabled
 from gdtorch.nn.activation import ReLU, Sigmoid, Tanh
 from gdtorch.nn.linear import Linear
 
@@ -85,7 +86,7 @@ class MLP(torch.nn.Sequential):
         by :func:`gdtorch.audit`), when the layers were replaced, a bias removed or a weight
         parametrized, and under autocast (where the layers cast per layer, as torch does).
         """
-        if torch.is_autocast_enabled(input.device.type) or _has_any_global_hook():
+        if _autocast_enabled(input) or _has_any_global_hook():
             return None
         if tuple(self._modules.values()) != self._layers:
             return None

@@ -1,55 +1,83 @@
-"""The Function base: its cached signature binds exactly as ``inspect.Signature.bind`` does."""
+"""The Function base: its eager twin gives what torch's own ``apply`` gives."""
 
 from __future__ import annotations
 
-import inspect
-
 import pytest
+import torch
 
-from gdtorch.autograd import BCEWithLogitsLossFunction, MLPFunction
-from gdtorch.autograd.function import _Bound
-
-
-@pytest.mark.parametrize(
-    ("function", "args", "kwargs"),
-    [
-        (BCEWithLogitsLossFunction, (1, 2, None, None, "mean"), {}),  # every parameter
-        (MLPFunction, ("x", ("relu", None), "W1", "b1", "W2", "b2"), {}),  # *params
-        (MLPFunction, ("x", (None,)), {}),  # *params empty
-        (
-            BCEWithLogitsLossFunction,
-            (1, 2),
-            {"weight": None, "pos_weight": None, "reduction": "sum"},
-        ),
-        (MLPFunction, (), {"input": "x", "activations": ()}),
-    ],
-)
-def test_cached_signature_binds_like_inspect(function, args, kwargs):
-    cached = inspect.signature(function.forward)
-    plain = inspect.Signature(list(cached.parameters.values()))
-    assert type(plain) is inspect.Signature
-    bound, expected = cached.bind(*args, **kwargs), plain.bind(*args, **kwargs)
-    bound.apply_defaults()
-    expected.apply_defaults()
-    assert (bound.args, bound.kwargs) == (expected.args, expected.kwargs)
+from gdtorch.autograd import BCEWithLogitsLossFunction, LinearFunction, MLPFunction, ReLUFunction
+from gdtorch.autograd.function import Function, _eager_twin
 
 
-def test_complete_positional_calls_skip_binding():
-    signature = inspect.signature(MLPFunction.forward)
-    assert isinstance(signature.bind("x", (None,), "W", "b"), _Bound)
-    assert isinstance(
-        inspect.signature(BCEWithLogitsLossFunction.forward).bind(1, 2, 3, 4, 5), _Bound
+def _torch_apply(function: type[Function], *args):
+    """``torch.autograd.Function.apply``: the ``forward`` + ``setup_context`` path."""
+    return super(Function, function).apply(*args)
+
+
+def _cases():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w1 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    b1 = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    w2 = torch.randn(1, 3, dtype=torch.float64, requires_grad=True)
+    b2 = torch.randn(1, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(5, 1, dtype=torch.float64)
+    return [
+        (LinearFunction, (x, w1, b1), 0),
+        (ReLUFunction, (x,), 0),  # (a, mask)
+        (MLPFunction, (x, ("relu", None), w1, b1, w2, b2), -1),  # (a⁽¹⁾, a⁽²⁾)
+        (BCEWithLogitsLossFunction, (x[:, :1], y, None, None, "mean"), 0),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_eager_twin_matches_torch_apply(case):
+    function, args, main = _cases()[case]
+    tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+    results = []
+    for apply in (function.apply, lambda *a: _torch_apply(function, *a)):
+        output = apply(*args)
+        outputs = output if isinstance(output, tuple) else (output,)
+        assert type(outputs[main].grad_fn) is function._backward_cls
+        grads = torch.autograd.grad(outputs[main].sum(), tensors, allow_unused=True)
+        results.append((outputs, grads))
+    (eager_out, eager_grads), (torch_out, torch_grads) = results
+    for ours, theirs in zip(eager_out, torch_out, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    for ours, theirs in zip(eager_grads, torch_grads, strict=True):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_eager_twin_keeps_what_setup_context_saves():
+    _, args, _ = _cases()[2]
+    saved: dict[str, list] = {"eager": [], "torch": []}
+    for key, apply in (
+        ("eager", MLPFunction.apply),
+        ("torch", lambda *a: _torch_apply(MLPFunction, *a)),
+    ):
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t, key=key: saved[key].append((t.shape, t.dtype)) or t, lambda t: t
+        ):
+            apply(*args)
+    assert saved["eager"] == saved["torch"]
+    assert len(saved["eager"]) == 4  # x, W⁽¹⁾ (x requires grad), W⁽²⁾ and a⁽¹⁾
+
+
+def test_keyword_calls_take_torch_apply():
+    x = torch.randn(4, 1, requires_grad=True)
+    y = torch.rand(4, 1)
+    by_keyword = BCEWithLogitsLossFunction.apply(
+        x, y, weight=None, pos_weight=None, reduction="sum"
     )
+    positional = BCEWithLogitsLossFunction.apply(x, y, None, None, "sum")
+    torch.testing.assert_close(by_keyword, positional, rtol=0, atol=0)
+    assert type(by_keyword.grad_fn) is BCEWithLogitsLossFunction._backward_cls
 
 
-@pytest.mark.parametrize(
-    ("function", "args"),
-    [
-        (BCEWithLogitsLossFunction, (1, 2, 3)),
-        (BCEWithLogitsLossFunction, (1, 2, 3, 4, 5, 6)),
-        (MLPFunction, ("x",)),
-    ],
-)
-def test_wrong_calls_fail_as_inspect_fails(function, args):
-    with pytest.raises(TypeError):
-        inspect.signature(function.forward).bind(*args)
+def test_each_function_has_its_own_twin():
+    functions = (LinearFunction, ReLUFunction, MLPFunction, BCEWithLogitsLossFunction)
+    twins = [_eager_twin(f) for f in functions]
+    for function, twin in zip(functions, twins, strict=True):
+        assert twin._backward_cls is function._backward_cls

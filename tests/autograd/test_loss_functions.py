@@ -156,26 +156,47 @@ def test_saves_no_more_than_torch(make_tensor, saved_bytes, name):
     assert saved_bytes(lambda: fn(input, target)) <= saved_bytes(lambda: reference(input, target))
 
 
-def test_bce_with_logits_shares_one_zero_per_dtype_and_never_an_inference_tensor(monkeypatch):
-    monkeypatch.setattr(losses, "_ZEROS", {})
+def test_bce_with_logits_shares_its_constants_and_never_an_inference_tensor(monkeypatch):
+    monkeypatch.setattr(losses, "_CONSTANTS", {})
     logits = torch.randn(5, dtype=torch.float64, requires_grad=True)
     target = torch.rand(5, dtype=torch.float64)
     with torch.inference_mode():
         GF.binary_cross_entropy_with_logits(logits.detach(), target)
-    assert losses._ZEROS == {}  # nothing made under inference mode is kept
+    assert losses._CONSTANTS == {}  # nothing made under inference mode is kept
     loss = GF.binary_cross_entropy_with_logits(logits, target)
-    (zero,) = losses._ZEROS.values()
-    assert zero.dtype == torch.float64 and zero.shape == () and not zero.is_inference()
+    constants = {key[0]: value for key, value in losses._CONSTANTS.items()}
+    assert sorted(constants) == [0.0, 1 / 5]  # e⁰ in log(e⁰ + eᶻ), and 1/N for the mean
+    for value, constant in constants.items():
+        assert constant.dtype == torch.float64 and constant.shape == ()
+        assert constant.item() == value and not constant.is_inference()
     (grad,) = torch.autograd.grad(loss, logits, create_graph=True)
     grad.sum().backward()  # double backward through the shared zero leaves it unchanged
     torch.testing.assert_close(grad, (torch.sigmoid(logits) - target) / 5)
-    assert zero.item() == 0.0
+    assert [c.item() for c in constants.values()] == list(constants)
 
 
-def test_bce_with_logits_keeps_no_zero_made_for_fake_tensors(monkeypatch):
-    monkeypatch.setattr(losses, "_ZEROS", {})
+def test_shared_constants_are_bounded(monkeypatch):
+    monkeypatch.setattr(losses, "_CONSTANTS", {})
+    for n in range(1, 2 * losses._MAX_CONSTANTS):
+        input, target = torch.rand(n), torch.rand(n)
+        torch.testing.assert_close(GF.mse_loss(input, target), F.mse_loss(input, target))
+        assert len(losses._CONSTANTS) <= losses._MAX_CONSTANTS
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_mean_is_torch_mean(dtype):
+    # float32/float64 take Σ ℓᵢ × 1/N; bfloat16 keeps mean; an empty mean is NaN as in torch
+    for n in (0, 1, 3, 1000):
+        input, target = torch.rand(n, dtype=dtype), torch.rand(n, dtype=dtype)
+        torch.testing.assert_close(
+            GF.mse_loss(input, target), F.mse_loss(input, target), equal_nan=True
+        )
+
+
+def test_bce_with_logits_keeps_no_constant_made_for_fake_tensors(monkeypatch):
+    monkeypatch.setattr(losses, "_CONSTANTS", {})
     with FakeTensorMode():
         loss = BCEWithLogitsLossFunction.apply(torch.randn(3), torch.rand(3), None, None, "mean")
-    assert loss.shape == () and losses._ZEROS == {}
+    assert loss.shape == () and losses._CONSTANTS == {}
     real = GF.binary_cross_entropy_with_logits(torch.zeros(3), torch.ones(3))
     torch.testing.assert_close(real, torch.log(torch.tensor(2.0)))

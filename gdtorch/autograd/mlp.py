@@ -33,12 +33,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {  # applied in place over 
 }
 
 
-def _times_slope(name: str | None, grad: Tensor, output: Tensor) -> Tensor:
-    """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``."""
+def _times_slope(name: str | None, grad: Tensor, output: Tensor, owned: bool) -> Tensor:
+    """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``.
+
+    ``owned``: ``grad`` was made by this backward, so ReLU may mask it in place (one
+    temporary fewer; nothing else reads it).
+    """
     if name is None:
         return grad
-    if name == "relu":
-        return grad * output.sign()  # [z > 0] = sign(a), as a = max(z, 0) ≥ 0
+    if name == "relu":  # [z > 0] = sign(a), as a = max(z, 0) ≥ 0
+        return grad.mul_(output.sign()) if owned else grad * output.sign()
     if name == "sigmoid":
         return grad * output * (1 - output)  # σ(1 − σ)
     return grad * (1 - output * output)  # 1 − tanh²
@@ -91,7 +95,8 @@ class MLPFunction(Function):
         grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾
         for layer in range(n_layers - 1, -1, -1):
             if grad_a is not None:
-                delta = _times_slope(activations[layer], grad_a, outputs[layer])  # δ⁽ˡ⁾
+                owned = grad_a is not grad_outputs[layer]
+                delta = _times_slope(activations[layer], grad_a, outputs[layer], owned)  # δ⁽ˡ⁾
                 if needs[2 + 2 * layer]:
                     a_below = outputs[layer - 1] if layer else input
                     grads[2 + 2 * layer] = delta.t().mm(a_below)  # ∂C/∂W = δᵀ a

@@ -147,3 +147,24 @@ def test_functional_mlp_refuses_bad_arguments(args, match):
 def test_functional_mlp_wants_a_batch_of_rows():
     with pytest.raises(ValueError, match=r"input must have shape \(N, features\)"):
         GF.mlp(torch.ones(3), [torch.ones(2, 3)], [torch.ones(2)], [None])
+
+
+def test_backward_leaves_the_incoming_gradients_unchanged(make_tensor):
+    # ReLU masks the gradients it computes in place, never the ones it is handed
+    input, params = make_tensor((5, 4)), _params(make_tensor, [4, 3, 2])
+    outputs = MLPFunction.apply(input, ("relu", "relu"), *params)
+    grad_outputs = [torch.randn_like(o) for o in outputs]
+    kept = [g.clone() for g in grad_outputs]
+    grads = torch.autograd.grad(outputs, (input, *params), grad_outputs)
+    for given, copy in zip(grad_outputs, kept, strict=True):
+        assert torch.equal(given, copy)
+    reference = torch.autograd.grad(
+        _reference_outputs(input, params), (input, *params), grad_outputs
+    )
+    for ours, theirs in zip(grads, reference, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+def _reference_outputs(input, params):
+    hidden = torch.relu(F.linear(input, params[0], params[1]))
+    return hidden, torch.relu(F.linear(hidden, params[2], params[3]))

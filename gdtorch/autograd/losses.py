@@ -27,6 +27,7 @@ _BCE_EPS = 1e-12  # torch's floor for ŷ(1 − ŷ) in ∂C/∂ŷ
 
 _CONSTANTS: dict[tuple[float, torch.device, torch.dtype], Tensor] = {}
 _MAX_CONSTANTS = 64  # a handful of batch sizes × dtypes × devices; cleared when exceeded
+_RECIPROCAL_DTYPES = (torch.float32, torch.float64)  # whose mean is Σ ℓᵢ × 1/N (see _reduce)
 
 
 def _constant(value: float, like: Tensor) -> Tensor:
@@ -74,9 +75,6 @@ def _reduce(loss: Tensor, reduction: str) -> Tensor:
     if loss.dtype in _RECIPROCAL_DTYPES and loss.numel():
         return loss.sum().mul_(_constant(1 / loss.numel(), loss))
     return loss.mean()
-
-
-_RECIPROCAL_DTYPES = (torch.float32, torch.float64)
 
 
 def _reduction_scale(grad_output: Tensor, reduction: str, count: Tensor | int) -> Tensor:

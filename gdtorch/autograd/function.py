@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +33,21 @@ def _eager_twin(cls: type[torch.autograd.Function]) -> type[torch.autograd.Funct
     return twin
 
 
-_EAGER_APPLY: dict[type, Callable[..., Any]] = {}  # cls -> _eager_twin(cls).apply
 _functorch_active = torch._C._are_functorch_transforms_active
+
+
+def _eager_apply(cls: type[Function]) -> Callable[..., Any]:
+    """What ``cls.apply`` runs for a positional call outside ``torch.func``: its twin's ``apply``.
+
+    Only for the ``forward`` + ``setup_context`` form with no default values, where the twin is
+    exact; any other subclass keeps torch's own ``apply``.
+    """
+    parameters = inspect.signature(cls.forward).parameters.values()
+    if cls.setup_context is torch.autograd.Function.setup_context or any(
+        p.default is not p.empty or p.kind is p.KEYWORD_ONLY for p in parameters
+    ):
+        return super(Function, cls).apply
+    return _eager_twin(cls).apply
 
 
 class Function(torch.autograd.Function):
@@ -51,8 +65,8 @@ class Function(torch.autograd.Function):
     ``forward``, ``setup_context`` and ``backward``, so values, saved tensors, gradients and the
     ``grad_fn`` type are identical. Keyword calls and calls under ``torch.func`` transforms take
     torch's own ``apply``; ``torch.compile`` traces the class itself, as Dynamo intercepts
-    ``apply`` on classes whose metaclass is exactly ``FunctionMeta`` (hence a cache of twins
-    rather than a metaclass that would make them).
+    ``apply`` on classes whose metaclass is exactly ``FunctionMeta`` (hence twins made on first
+    use rather than by a metaclass).
 
     Subclasses also get ``generate_vmap_rule = True``: their forwards and backwards are plain
     tensor operations, so ``torch.func.vmap`` can batch them.
@@ -65,7 +79,7 @@ class Function(torch.autograd.Function):
         """Apply the Function, recording its backward node when an input requires grad."""
         if kwargs or _functorch_active():
             return super().apply(*args, **kwargs)
-        apply = _EAGER_APPLY.get(cls)
+        apply = cls.__dict__.get("_eager_apply")  # made once per class, kept on the class
         if apply is None:
-            apply = _EAGER_APPLY[cls] = _eager_twin(cls).apply
+            apply = cls._eager_apply = _eager_apply(cls)
         return apply(*args)

@@ -37,7 +37,8 @@ def _times_slope(name: str | None, grad: Tensor, output: Tensor, owned: bool) ->
     """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``.
 
     ``owned``: ``grad`` was made by this backward, so ReLU may mask it in place (one
-    temporary fewer; nothing else reads it).
+    temporary fewer; nothing else reads it). Not under ``torch.func``: there ``grad`` may be
+    unbatched while ``a`` is batched, which ``vmap`` cannot write in place.
     """
     if name is None:
         return grad
@@ -93,9 +94,10 @@ class MLPFunction(Function):
         needs = ctx.needs_input_grad
         grads: list[Tensor | None] = [None] * (2 + 2 * n_layers)  # as the inputs: x, names, W, b…
         grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾
+        in_place = not torch._C._are_functorch_transforms_active()
         for layer in range(n_layers - 1, -1, -1):
             if grad_a is not None:
-                owned = grad_a is not grad_outputs[layer]
+                owned = in_place and grad_a is not grad_outputs[layer]
                 delta = _times_slope(activations[layer], grad_a, outputs[layer], owned)  # δ⁽ˡ⁾
                 if needs[2 + 2 * layer]:
                     a_below = outputs[layer - 1] if layer else input

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gdtorch.autograd import BCEWithLogitsLossFunction, LinearFunction, MLPFunction, ReLUFunction
-from gdtorch.autograd.function import Function, _eager_twin
+from gdtorch.autograd.function import Function
 
 
 def _torch_apply(function: type[Function], *args):
@@ -76,8 +76,50 @@ def test_keyword_calls_take_torch_apply():
     assert type(by_keyword.grad_fn) is BCEWithLogitsLossFunction._backward_cls
 
 
-def test_each_function_has_its_own_twin():
+def test_positional_eager_calls_take_the_twin():
     functions = (LinearFunction, ReLUFunction, MLPFunction, BCEWithLogitsLossFunction)
-    twins = [_eager_twin(f) for f in functions]
-    for function, twin in zip(functions, twins, strict=True):
+    for function, (_, args, _) in zip(functions, _cases(), strict=True):
+        function.apply(*args)
+        twin = function.__dict__["_eager_apply"].__self__
+        assert twin is not function and twin.__name__ == function.__name__
         assert twin._backward_cls is function._backward_cls
+
+
+class _Scale(Function):
+    """``forward(ctx, …)`` with no ``setup_context``: torch's older form."""
+
+    @staticmethod
+    def forward(ctx, x, factor):
+        ctx.factor = factor
+        return x * factor
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+class _Shift(Function):
+    """A ``forward`` with a default value, which torch's ``apply`` fills in."""
+
+    @staticmethod
+    def forward(x, shift=1.0):
+        return x + shift
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, ctx.shift = inputs
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+def test_other_forms_keep_torch_apply():
+    x = torch.randn(3, requires_grad=True)
+    torch.testing.assert_close(_Scale.apply(x, 2.0), x * 2)
+    torch.testing.assert_close(_Shift.apply(x), x + 1)
+    torch.testing.assert_close(_Shift.apply(x, 3.0), x + 3)
+    (grad,) = torch.autograd.grad(_Scale.apply(x, 2.0).sum(), x)
+    torch.testing.assert_close(grad, torch.full_like(x, 2.0))
+    for function in (_Scale, _Shift):
+        assert function.__dict__["_eager_apply"].__self__ is function  # torch's own apply

@@ -165,7 +165,7 @@ def test_bce_with_logits_shares_its_constants_and_never_an_inference_tensor(monk
     assert losses._CONSTANTS == {}  # nothing made under inference mode is kept
     loss = GF.binary_cross_entropy_with_logits(logits, target)
     constants = {key[0]: value for key, value in losses._CONSTANTS.items()}
-    assert sorted(constants) == [0.0, 1 / 5]  # e⁰ in log(e⁰ + eᶻ), and 1/N for the mean
+    assert sorted(constants) == [0.0, 5.0]  # e⁰ in log(e⁰ + eᶻ), and N for the mean
     for value, constant in constants.items():
         assert constant.dtype == torch.float64 and constant.shape == ()
         assert constant.item() == value and not constant.is_inference()
@@ -175,17 +175,34 @@ def test_bce_with_logits_shares_its_constants_and_never_an_inference_tensor(monk
     assert [c.item() for c in constants.values()] == list(constants)
 
 
-def test_shared_constants_are_bounded(monkeypatch):
+def test_shared_constants_are_bounded_and_never_dropped(monkeypatch):
     monkeypatch.setattr(losses, "_CONSTANTS", {})
+    key = (1.0, torch.device("cpu"), torch.float32)
+    first = None
     for n in range(1, 2 * losses._MAX_CONSTANTS):
         input, target = torch.rand(n), torch.rand(n)
         torch.testing.assert_close(GF.mse_loss(input, target), F.mse_loss(input, target))
         assert len(losses._CONSTANTS) <= losses._MAX_CONSTANTS
+        first = first if first is not None else losses._CONSTANTS[key]
+    assert losses._CONSTANTS[key] is first  # still the one shared at n = 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mean_is_torch_mean_bit_for_bit(dtype):
+    # Σ ℓᵢ ÷ a shared N is what Tensor.mean computes
+    torch.manual_seed(0)
+    for n in [*range(1, 300), 1000, 4096, 12345]:
+        input, target = torch.rand(n, 1, dtype=dtype), torch.rand(n, 1, dtype=dtype)
+        assert torch.equal(GF.mse_loss(input, target), F.mse_loss(input, target))
+        assert torch.equal(
+            GF.binary_cross_entropy_with_logits(input, target),
+            GF.binary_cross_entropy_with_logits(input, target, reduction="none").mean(),
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
-def test_mean_is_torch_mean(dtype):
-    # float32/float64 take Σ ℓᵢ × 1/N; bfloat16 keeps mean; an empty mean is NaN as in torch
+def test_mean_of_empty_and_half_losses_is_torch_mean(dtype):
+    # an empty mean is NaN, as in torch; bfloat16 keeps Tensor.mean
     for n in (0, 1, 3, 1000):
         input, target = torch.rand(n, dtype=dtype), torch.rand(n, dtype=dtype)
         torch.testing.assert_close(

@@ -168,3 +168,37 @@ def test_backward_leaves_the_incoming_gradients_unchanged(make_tensor):
 def _reference_outputs(input, params):
     hidden = torch.relu(F.linear(input, params[0], params[1]))
     return hidden, torch.relu(F.linear(hidden, params[2], params[3]))
+
+
+def test_backward_passes_a_hidden_gradient_through_unchanged(make_tensor):
+    # only a⁽¹⁾ is used: its gradient reaches layer 1 as handed in and must not be masked in place
+    input, params = make_tensor((5, 4)), _params(make_tensor, [4, 3, 2])
+    hidden, _ = MLPFunction.apply(input, ("relu", "relu"), *params)
+    given = torch.randn_like(hidden)
+    kept = given.clone()
+    grads = torch.autograd.grad(hidden, (input, *params[:2]), given)
+    assert torch.equal(given, kept)
+    reference = torch.autograd.grad(
+        _reference_outputs(input, params)[0], (input, *params[:2]), given
+    )
+    for ours, theirs in zip(grads, reference, strict=True):
+        torch.testing.assert_close(ours, theirs)
+
+
+def test_vmap_of_vjp_with_one_shared_cotangent():
+    # the cotangent is not batched but the saved activations are: no in-place masking then
+    torch.manual_seed(0)
+    model = gnn.MLP([4, 3, 2])
+    reference = _native_copy(model)
+    inputs, cotangent = torch.randn(7, 5, 4), torch.randn(5, 2)
+
+    def input_grad(network):
+        return torch.func.vmap(lambda x: torch.func.vjp(network, x)[1](cotangent)[0])(inputs)
+
+    torch.testing.assert_close(input_grad(model), input_grad(reference))
+
+
+def _native_copy(model):
+    native = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    native.load_state_dict(model.state_dict())
+    return native

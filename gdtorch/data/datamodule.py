@@ -179,6 +179,10 @@ class CatDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``.
 
+        A loader asked for again (Lightning's ``reload_dataloaders_every_n_epochs``) continues
+        the sequence of orders: epoch ``e`` is shuffled the same way whether or not the loader
+        was rebuilt, and after a resume from :meth:`state_dict`.
+
         Under a distributed strategy each process gets its own shard of every epoch (see
         :class:`TensorBatchLoader`): in ``batch`` mode the processes' batches together are the
         whole training set, so the averaged gradient is the full-batch gradient; in
@@ -199,7 +203,7 @@ class CatDataModule(L.LightningDataModule):
             "stochastic": 1,
             "minibatch": self.batch_size,
         }
-        self._train_loader = TensorBatchLoader(
+        loader = TensorBatchLoader(
             train_set.images,
             train_set.targets,
             batch_size[self.mode],
@@ -209,8 +213,9 @@ class CatDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
         )
-        self._train_loader.epoch = self._resume_epoch
-        return self._train_loader
+        loader.epoch = self._train_epoch()  # a rebuilt loader continues the sequence of orders
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> TensorBatchLoader:
         """Validation batches, normalised with the training statistics, in fixed order."""
@@ -222,13 +227,16 @@ class CatDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """The shuffling position, so that a resumed run continues the same sequence of orders."""
-        epoch = self._resume_epoch if self._train_loader is None else self._train_loader.epoch
-        return {"train_epoch": epoch}
+        return {"train_epoch": self._train_epoch()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._resume_epoch = state_dict["train_epoch"]
         if self._train_loader is not None:
             self._train_loader.epoch = self._resume_epoch
+
+    def _train_epoch(self) -> int:
+        """Training epochs started so far: the next one is shuffled with this epoch's order."""
+        return self._resume_epoch if self._train_loader is None else self._train_loader.epoch
 
     def _eval_loader(self, dataset: CatImageDataset) -> TensorBatchLoader:
         return TensorBatchLoader(

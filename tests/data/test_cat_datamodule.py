@@ -119,6 +119,26 @@ def test_state_dict_resumes_the_shuffling_sequence() -> None:
     assert torch.equal(torch.cat([y for _, y in resumed.train_dataloader()]), second_epoch)
 
 
+def one_epoch(loader) -> torch.Tensor:
+    """Every image ``loader`` serves in one pass, in order."""
+    return torch.cat([x for x, _ in loader])
+
+
+def test_a_rebuilt_training_loader_continues_the_shuffling_sequence() -> None:
+    # Lightning asks for a new loader every epoch with reload_dataloaders_every_n_epochs=1:
+    # epoch e must still use the e-th order, across a save and resume too.
+    kept = ready(batch_size=8).train_dataloader()
+    expected = [one_epoch(kept) for _ in range(4)]
+    dm = ready(batch_size=8)
+    served = [one_epoch(dm.train_dataloader()) for _ in range(2)]
+    assert dm.state_dict() == {"train_epoch": 2}
+    resumed = ready(batch_size=8)
+    resumed.load_state_dict(dm.state_dict())
+    served += [one_epoch(resumed.train_dataloader()) for _ in range(2)]
+    assert all(torch.equal(a, b) for a, b in zip(served, expected, strict=True))
+    assert not torch.equal(expected[0], expected[1])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -231,6 +251,52 @@ def test_trains_inside_a_lightning_trainer(mode: str, steps: int) -> None:
     assert sum(model.seen) == 40 and len(model.seen) == steps
     (metrics,) = trainer.test(model, datamodule=dm, verbose=False)
     assert 0.0 <= metrics["test/acc"] <= 1.0
+
+
+class OrderRecorder(TinyClassifier):
+    """Records every training image's first pixel, per epoch, in the order trained on."""
+
+    def __init__(self, input_size: int) -> None:
+        super().__init__(input_size)
+        self.orders: dict[int, list[torch.Tensor]] = {}
+
+    def training_step(self, batch, batch_idx):
+        self.orders.setdefault(self.current_epoch, []).append(batch[0][:, 0, 0, 0])
+        return super().training_step(batch, batch_idx)
+
+    def epoch_orders(self) -> dict[int, torch.Tensor]:
+        return {epoch: torch.cat(firsts) for epoch, firsts in self.orders.items()}
+
+
+def fit_recording_orders(max_epochs: int, reload: int, ckpt_path=None) -> L.Trainer:
+    dm = CatDataModule(mode="minibatch", batch_size=16, **SMALL)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        reload_dataloaders_every_n_epochs=reload,
+        limit_val_batches=0,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(OrderRecorder(dm.input_size), datamodule=dm, ckpt_path=ckpt_path)
+    return trainer
+
+
+def test_reloading_the_dataloaders_every_epoch_keeps_the_shuffling_sequence(tmp_path) -> None:
+    expected = fit_recording_orders(4, reload=0).lightning_module.epoch_orders()
+    assert not torch.equal(expected[0], expected[1])  # a new order every epoch
+    reloaded = fit_recording_orders(4, reload=1).lightning_module.epoch_orders()
+    assert expected.keys() == reloaded.keys() == {0, 1, 2, 3}
+    assert all(torch.equal(expected[e], reloaded[e]) for e in expected)
+    # Stopped after two epochs and resumed from the checkpoint: the same orders follow.
+    first_half = fit_recording_orders(2, reload=1)
+    first_half.save_checkpoint(tmp_path / "half.ckpt")
+    resumed = fit_recording_orders(4, reload=1, ckpt_path=tmp_path / "half.ckpt")
+    second_half = resumed.lightning_module.epoch_orders()
+    assert second_half.keys() == {2, 3}
+    assert all(torch.equal(expected[e], second_half[e]) for e in second_half)
 
 
 class _Strategy:

@@ -1,11 +1,19 @@
-"""The cost surface around the weights and gradient descent's path on it: the ball rolling down.
+"""The cost surface around gradient descent's path, and the path on it: the ball rolling down.
 
 The tutorial pictures the weights and biases θ as a ball on the surface of the cost ``C(θ)``,
 rolling down by ``θ ← θ − η ∇C(θ)``. θ has thousands of dimensions, so, following Li et al.
 (2018), "Visualizing the Loss Landscape of Neural Nets", the surface is drawn on a plane through
-an origin θ₀ spanned by two random directions ``d₁`` and ``d₂`` (the paper's δ and η, renamed
-because the tutorial uses η for the learning rate and δ for the backpropagated error):
-``C(θ₀ + α d₁ + β d₂)`` over a grid of ``(α, β)``. The path θ₀, θ₁, … is projected onto the plane.
+a point θ₀ spanned by two directions ``d₁`` and ``d₂`` (the paper's δ and η, renamed because the
+tutorial uses η for the learning rate and δ for the backpropagated error):
+``C(θ₀ + α d₁ + β d₂)`` over a grid of ``(α, β)``. The path θ₀, θ₁, …, θ_T is projected onto the
+plane.
+
+Which plane? Two random directions (:func:`filter_normalized_directions`) are nearly orthogonal
+to any path in so many dimensions, so its projection shrinks to a dot at θ₀ (Li et al., §7; in
+``experiments/gd_modes`` a random plane held at most 4.3% of the displacement θ_T − θ₀). So the
+plane is fitted to the path instead (:func:`path_plane`): it holds the start θ₀ and the end θ_T,
+with ``d₁ = θ_T − θ₀``, and ``d₂`` follows the path's largest bend away from that line; the grid
+is fitted to the projected path (:func:`path_grid`).
 
 Points in weight space are flat vectors in ``model.parameters()`` order
 (:func:`torch.nn.utils.parameters_to_vector`).
@@ -20,6 +28,7 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
@@ -27,11 +36,15 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from gdtorch.lightning.audit import TargetsLikeOutput
 from gdtorch.lightning.tensorboard import tensorboard_writer
 
+# A path whose bend away from the line θ₀θ_T is under this fraction of ‖θ_T − θ₀‖ is straight
+# as far as a plot can show: path_plane then takes its fallback direction for d₂.
+_STRAIGHT = 1e-3
 
-def filter_normalized_directions(
+
+def filter_normalized_direction(
     model: torch.nn.Module, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """Two random directions ``d₁, d₂`` scaled filter by filter to the weights (Li et al., 2018).
+) -> Tensor:
+    """A random direction ``d`` scaled filter by filter to the weights (Li et al., 2018).
 
     For each parameter with two or more dimensions (a ``Linear`` weight ``W``, shape
     ``(out, in)``: one row ``wᵢ`` per neuron, a filter), a Gaussian direction is drawn and each of
@@ -41,15 +54,19 @@ def filter_normalized_directions(
 
     Args:
         model: the network whose parameters span the space.
-        generator: a CPU random generator, for directions fixed by a seed.
+        generator: a CPU random generator, for a direction fixed by a seed.
 
     Returns:
-        ``(d₁, d₂)``, flat vectors on the parameters' device and dtype.
+        ``d``, a flat vector on the parameters' device and dtype.
     """
-    d1, d2 = (
-        torch.cat([_filter_normalized(p.detach(), generator) for p in model.parameters()])
-        for _ in range(2)
-    )
+    return torch.cat([_filter_normalized(p.detach(), generator) for p in model.parameters()])
+
+
+def filter_normalized_directions(
+    model: torch.nn.Module, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Two directions ``d₁, d₂`` of :func:`filter_normalized_direction`, drawn in turn."""
+    d1, d2 = (filter_normalized_direction(model, generator) for _ in range(2))
     return d1, d2
 
 
@@ -81,6 +98,64 @@ def project(path: Tensor, origin: Tensor, directions: Sequence[Tensor]) -> Tenso
     right = (path.to(torch.float64) - origin.to(torch.float64)) @ basis
     coordinates = torch.linalg.solve(basis.T @ basis, right.reshape(-1, 2), left=False)
     return coordinates.reshape(right.shape)  # X DᵀD = right, DᵀD being symmetric
+
+
+def path_plane(path: Tensor, fallback: Tensor) -> tuple[Tensor, Tensor]:
+    """Directions ``d₁, d₂`` of the plane through θ₀ and θ_T that lies closest to the whole path.
+
+    ``d₁ = θ_T − θ₀``: the start θ₀ sits at ``(α, β) = (0, 0)`` and the end θ_T at ``(1, 0)``,
+    both on the plane, and the α axis is the straight line between them. ``d₂`` is the direction
+    orthogonal to ``d₁`` along which the path strays furthest from that line. With the residuals
+    ``rₜ = (θₜ − θ₀) − (⟨θₜ − θ₀, d₁⟩ / ‖d₁‖²) d₁`` as the rows of ``R``, it is the unit ``v``
+    maximising ``‖R v‖² = Σₜ ⟨rₜ, v⟩²``: ``R``'s top right singular vector, found from the small
+    ``T × T`` matrix ``R Rᵀ``. Among the planes through θ₀ and θ_T, this one has the least summed
+    squared distance to the path's points (Li et al.'s PCA plane, §7, held to both ends). When
+    ``R``'s largest singular value σ₁ (at least every ``‖rₜ‖``) is under 0.1% of ``‖d₁‖``, as for
+    a path of two points, the bend is too small to show and ``d₂`` is ``fallback`` made
+    orthogonal to ``d₁`` instead.
+    ``d₂`` is scaled to ``‖d₁‖``, so that α and β share one unit, ``‖θ_T − θ₀‖``.
+
+    Args:
+        path: ``(T, P)`` flat weight vectors θ₀, θ₁, …, θ_T, with ``T ≥ 2`` and ``θ_T ≠ θ₀``.
+        fallback: ``(P,)``, a direction independent of ``d₁``, for a straight path.
+
+    Returns:
+        ``(d₁, d₂)``, orthogonal, of equal norm, float64.
+    """
+    displacement = (path - path[0]).to(torch.float64)
+    d1 = displacement[-1]
+    residual = displacement - torch.outer(displacement @ d1 / d1.dot(d1), d1)
+    _, vectors = torch.linalg.eigh(residual @ residual.T)
+    d2 = residual.T @ vectors[:, -1]  # = σ₁ v: R Rᵀ's top eigenvector u gives Rᵀu = σ₁ v
+    if d2.norm() < _STRAIGHT * d1.norm():  # σ₁ ≥ every ‖rₜ‖
+        fallback = fallback.to(torch.float64)
+        d2 = fallback - fallback.dot(d1) / d1.dot(d1) * d1
+    return d1, d2 * (d1.norm() / d2.norm())
+
+
+def path_grid(coordinates: Tensor, resolution: int, margin: float) -> tuple[Tensor, Tensor]:
+    """A square grid of ``(α, β)`` around a projected path, reaching ``margin`` beyond it.
+
+    The grid is centred on the path's bounding box and its side is ``1 + 2 margin`` times the
+    larger of the path's α and β extents, so the whole path fits with room on every side,
+    however long it is. On the plane of :func:`path_plane` the α extent is at least 1 (θ₀ at 0,
+    θ_T at 1), so the side is at least ``(1 + 2 margin) ‖θ_T − θ₀‖``.
+
+    Args:
+        coordinates: ``(T, 2)`` coordinates ``(α, β)`` of the path's points.
+        resolution: grid points along each axis.
+        margin: the room on each side, as a fraction of the path's larger extent.
+
+    Returns:
+        ``(alphas, betas)``, each of shape ``(resolution,)``, float64.
+    """
+    low, high = coordinates.min(0).values, coordinates.max(0).values
+    half_side = (0.5 + margin) * (high - low).max().item()
+    alphas, betas = (
+        torch.linspace(centre - half_side, centre + half_side, resolution, dtype=torch.float64)
+        for centre in ((low + high) / 2).tolist()
+    )
+    return alphas, betas
 
 
 def loss_surface(
@@ -124,13 +199,16 @@ def loss_surface(
 
 
 def landscape_figure(alphas: Tensor, betas: Tensor, surface: Tensor, path: Tensor) -> Figure:
-    """A contour plot of ``surface`` with ``path`` drawn on it as a line with markers.
+    """A contour plot of ``surface`` on the plane of :func:`path_plane`, with ``path`` on it.
+
+    The path is a line with a marker per point, its first point θ₀ a square and its last θ_T a
+    star. α and β share one unit, so both axes are drawn to the same scale.
 
     Args:
         alphas: the grid's ``α`` values (x axis).
         betas: the grid's ``β`` values (y axis).
         surface: ``C`` of shape ``(len(alphas), len(betas))``.
-        path: ``(T, 2)`` coordinates ``(α, β)`` of θ₀, θ₁, …
+        path: ``(T, 2)`` coordinates ``(α, β)`` of θ₀, θ₁, …, θ_T.
     """
     figure = Figure(figsize=(6, 5))
     ax = figure.subplots()
@@ -141,103 +219,125 @@ def landscape_figure(alphas: Tensor, betas: Tensor, surface: Tensor, path: Tenso
     alpha, beta = path[:, 0].numpy(), path[:, 1].numpy()
     ax.plot(alpha, beta, "-o", color="white", markersize=3, linewidth=1, label="θ during training")
     ax.plot(alpha[:1], beta[:1], "s", color="orange", markersize=7, label="θ₀ (start)")
-    ax.plot(alpha[-1:], beta[-1:], "*", color="red", markersize=12, label="θ (now)")
-    ax.set_xlabel("α (along d₁)")
-    ax.set_ylabel("β (along d₂)")
+    ax.plot(alpha[-1:], beta[-1:], "*", color="red", markersize=12, label="θ_T (now)")
+    ax.set_aspect("equal")
+    ax.set_xlabel("α (along d₁ = θ_T − θ₀)")
+    ax.set_ylabel("β (along d₂, orthogonal to d₁)")
     ax.set_title("C(θ₀ + α d₁ + β d₂): the ball rolling downhill")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="best", fontsize=7)
     figure.tight_layout()
     return figure
 
 
 class LossLandscape(L.Callback):
-    """Draws the cost surface around the start weights θ₀ and gradient descent's path on it.
+    """Draws gradient descent's path and the cost surface on the plane that best holds it.
 
-    At the start of training, θ₀ (the plane's origin) is recorded and two filter-normalised
-    directions ``d₁, d₂`` are drawn from ``seed``; both stay fixed for the whole run. Every
-    ``every_n_steps`` optimizer steps the weights θₜ, before their update, are projected onto the
-    plane (two dot products over all parameters) and their training-batch cost is kept:
-    ``path`` and ``path_loss``. At the end of each epoch in ``epochs``, or at the end of
-    training when ``epochs`` is ``None``, the surface ``C(θ₀ + α d₁ + β d₂)`` is computed on a
-    ``resolution × resolution`` grid of ``α, β ∈ [−r, r]`` (``r`` is ``span``, widened to hold the
-    whole path), averaging the module's ``loss_fn`` over the first ``num_batches`` training
-    batches, and drawn with the path (up to the current weights) as
-    ``save_dir/loss_landscape_step<global step>.png`` and as the TensorBoard image
-    ``loss_landscape``, when the trainer has a TensorBoard logger.
+    At the first training step, and then every ``every_n_steps`` optimizer steps, the weights θₜ,
+    before their update, are copied to the CPU (``path``, θ₀ first) and their training-batch cost
+    is kept (``path_loss``). At most ``max_points`` are kept: when full, every second point is
+    dropped (θ₀ stays) and the interval doubles, so the path covers the whole run in bounded
+    memory, ``max_points`` weight vectors.
 
-    Read it as a sketch: θₜ is generally off the plane, so the surface under the marker is the
-    cost at θₜ's projection, not at θₜ; and in many dimensions random directions are nearly
-    orthogonal to the path, whose projection is then short.
+    At the end of each epoch in ``epochs``, or at the end of training when ``epochs`` is
+    ``None``, :meth:`figure` projects the path, up to the current weights θ_T, onto the plane of
+    :func:`path_plane` (θ₀ at ``(0, 0)``, θ_T at ``(1, 0)``, β along the path's largest bend; a
+    straight path gets a filter-normalised random ``d₂`` drawn from ``seed``) and computes the
+    surface ``C(θ₀ + α d₁ + β d₂)`` on the ``resolution × resolution`` square grid of
+    :func:`path_grid`, which holds the whole projected path with ``margin`` to spare, averaging
+    the module's ``loss_fn`` over the first ``num_batches`` training batches. The figure is
+    written as ``save_dir/loss_landscape_step<global step>.png`` and as the TensorBoard image
+    ``loss_landscape``, when the trainer has a TensorBoard logger. Each plot has its own plane,
+    since θ_T moves; a plot is skipped, with a warning, while θ_T is still θ₀.
+
+    Read it as a sketch: θ₀ and θ_T lie on the plane, so the colour under their markers is their
+    cost, but the points between are generally off it, so the colour under them is the cost at
+    their projection, not at θₜ; and the plane is chosen to show the path, not as a typical
+    slice of the landscape.
 
     Cost per plot: ``resolution² × num_batches`` forward passes without gradients, on a copy of
-    the module's ``net`` (in its current mode), on the training device and on rank 0 only.
+    the module's ``net`` (in its current mode), on the training device and on rank 0 only, plus
+    the plane from the ``T ≤ max_points + 1`` path points (a ``T × T`` Gram matrix, on the CPU).
     Training is unaffected.
 
     Args:
         resolution: grid points along each axis.
-        span: the smallest half-width ``r`` of the grid, in units of the directions (1 is a step
-            as large as the weights themselves).
+        margin: the grid's room on each side of the path, as a fraction of the path's larger
+            extent along α or β.
         num_batches: training batches the cost is averaged over.
         epochs: epochs (0-based) at whose end to plot; ``None`` plots once, at the end of fit.
-        every_n_steps: record the path every this many optimizer steps.
-        seed: seeds the directions.
+        every_n_steps: record the path every this many optimizer steps (at first: the interval
+            doubles each time ``max_points`` are kept).
+        max_points: the most path points kept, at least 2.
+        seed: seeds the random ``d₂`` of a straight path.
         save_dir: where to write the PNGs; defaults to ``trainer.log_dir``.
     """
 
     def __init__(
         self,
         resolution: int = 21,
-        span: float = 1.0,
+        margin: float = 0.25,
         num_batches: int = 1,
         epochs: Sequence[int] | None = None,
         every_n_steps: int = 1,
+        max_points: int = 100,
         seed: int = 0,
         save_dir: str | Path | None = None,
     ) -> None:
-        for name, value in (
-            ("resolution", resolution),
-            ("num_batches", num_batches),
-            ("every_n_steps", every_n_steps),
+        for name, value, least in (
+            ("resolution", resolution, 1),
+            ("num_batches", num_batches, 1),
+            ("every_n_steps", every_n_steps, 1),
+            ("max_points", max_points, 2),
         ):
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if not span > 0:
-            raise ValueError(f"span must be > 0, got {span}")
+            if value < least:
+                raise ValueError(f"{name} must be >= {least}, got {value}")
+        if not margin > 0:
+            raise ValueError(f"margin must be > 0, got {margin}")
         if epochs is not None and any(epoch < 0 for epoch in epochs):
             raise ValueError(f"epochs must be non-negative epoch indices, got {list(epochs)}")
         self.resolution = resolution
-        self.span = span
+        self.margin = margin
         self.num_batches = num_batches
         self.epochs = None if epochs is None else set(epochs)
         self.every_n_steps = every_n_steps
+        self.max_points = max_points
         self.seed = seed
         self.save_dir = save_dir
-        self._origin: Tensor | None = None
-        self._directions: tuple[Tensor, Tensor] | None = None
         self._save_dir: Path | None = None
         self._batches: list[tuple[Tensor, Tensor]] = []
-        self._coordinates: list[Tensor] = []
+        self._points: list[Tensor] = []
         self._losses: list[Tensor] = []
+        self._interval = every_n_steps
         self._recording = False
         self._last_step: int | None = None
 
     @property
     def path(self) -> Tensor:
-        """``(T, 2)`` coordinates ``(α, β)`` of the recorded weights θₜ, θ₀ first."""
-        return torch.stack(self._coordinates).cpu() if self._coordinates else torch.empty(0, 2)
+        """``(T, P)`` the recorded weights θₜ as flat vectors, θ₀ first, on the CPU."""
+        return torch.stack(self._points) if self._points else torch.empty(0, 0)
 
     @property
     def path_loss(self) -> Tensor:
         """``(T,)`` training-batch cost ``C(θₜ)`` at each recorded point of ``path``."""
         return torch.stack(self._losses).cpu() if self._losses else torch.empty(0)
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def figure(self, pl_module: L.LightningModule) -> Figure:
+        """The landscape of the path recorded so far, up to the current weights θ_T (≠ θ₀)."""
         net = pl_module.net
-        self._origin = parameters_to_vector(net.parameters()).detach().clone()
-        self._directions = filter_normalized_directions(
-            net, torch.Generator().manual_seed(self.seed)
-        )
-        self._batches, self._coordinates, self._losses = [], [], []
+        now = parameters_to_vector(net.parameters()).detach()
+        path = torch.cat([self.path, now.cpu()[None]])
+        fallback = filter_normalized_direction(net, torch.Generator().manual_seed(self.seed))
+        d1, d2 = path_plane(path, fallback.cpu())
+        coordinates = project(path, path[0], (d1, d2))
+        alphas, betas = path_grid(coordinates, self.resolution, self.margin)
+        origin, d1, d2 = (v.to(now.device, now.dtype) for v in (path[0], d1, d2))
+        loss_fn = TargetsLikeOutput(pl_module.loss_fn)
+        surface = loss_surface(net, loss_fn, self._batches, (d1, d2), origin, alphas, betas)
+        return landscape_figure(alphas, betas, surface.cpu(), coordinates)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batches, self._points, self._losses = [], [], []
+        self._interval = self.every_n_steps
         self._last_step = None
         self._save_dir = Path(self.save_dir if self.save_dir is not None else trainer.log_dir)
 
@@ -248,10 +348,13 @@ class LossLandscape(L.Callback):
             images, targets = batch
             self._batches.append((images.detach(), targets.detach()))
         step = trainer.global_step
-        self._recording = step % self.every_n_steps == 0 and step != self._last_step
+        if self._due(step) and len(self._points) >= self.max_points:
+            self._points, self._losses = self._points[::2], self._losses[::2]
+            self._interval *= 2
+        self._recording = self._due(step)
         if self._recording:
             self._last_step = step
-            self._coordinates.append(self._project(pl_module))
+            self._points.append(parameters_to_vector(pl_module.net.parameters()).detach().cpu())
 
     def on_train_batch_end(
         self,
@@ -273,26 +376,20 @@ class LossLandscape(L.Callback):
         if self.epochs is None:
             self._plot(trainer, pl_module)
 
-    def _project(self, pl_module: L.LightningModule) -> Tensor:
-        weights = parameters_to_vector(pl_module.net.parameters()).detach()
-        return project(weights, self._origin, self._directions)
+    def _due(self, step: int) -> bool:
+        """Whether to record at ``step``: the first step of fit, then every ``_interval``."""
+        if self._last_step is None:
+            return True
+        return step != self._last_step and step % self._interval == 0
 
     def _plot(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or not self._coordinates:
+        if not trainer.is_global_zero or not self._points:
             return
-        path = torch.cat([self.path, self._project(pl_module).cpu()[None]])
-        radius = max(self.span, 1.1 * path.abs().max().item())
-        grid = torch.linspace(-radius, radius, self.resolution, dtype=torch.float64)
-        surface = loss_surface(
-            pl_module.net,
-            TargetsLikeOutput(pl_module.loss_fn),
-            self._batches,
-            self._directions,
-            self._origin,
-            grid,
-            grid,
-        )
-        figure = landscape_figure(grid, grid, surface.cpu(), path)
+        now = parameters_to_vector(pl_module.net.parameters()).detach().cpu()
+        if torch.equal(now, self._points[0]):
+            rank_zero_warn("LossLandscape: the weights have not moved from θ₀; no plot.")
+            return
+        figure = self.figure(pl_module)
         self._save_dir.mkdir(parents=True, exist_ok=True)
         figure.savefig(self._save_dir / f"loss_landscape_step{trainer.global_step}.png", dpi=100)
         writer = tensorboard_writer(trainer)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import functools
+import math
+from typing import ClassVar
 
 import lightning.pytorch as L
 import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.image import imread
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.nn.utils import parameters_to_vector
@@ -19,8 +23,12 @@ from gdtorch.lightning.landscape import (
     LossLandscape,
     filter_normalized_directions,
     loss_surface,
+    path_grid,
+    path_plane,
     project,
 )
+from gdtorch.train import run
+from tests.cases import compose_train
 
 
 class Bowl(torch.nn.Module):
@@ -114,6 +122,40 @@ def test_bowl_seen_from_elsewhere_has_its_grid_minimum_at_the_projected_minimum(
     assert torch.equal(bowl.weight, weight)  # the surface was computed on a copy
 
 
+def test_path_plane_holds_both_ends_and_recovers_a_path_that_bends_in_a_plane():
+    origin, (u, w) = _plane()
+    t = torch.linspace(0, 1, 9, dtype=torch.float64)[:, None]
+    path = origin + t * u + 0.3 * torch.sin(math.pi * t) * w  # a bend along w, back to t u at t = 1
+    d1, d2 = path_plane(path, fallback=torch.randn(12, dtype=torch.float64))
+    torch.testing.assert_close(d1, path[-1] - path[0])  # θ₀ at (0, 0), θ_T at (1, 0)
+    assert d1.dot(d2) == pytest.approx(0, abs=1e-12) and d2.norm() == pytest.approx(d1.norm())
+    coordinates = project(path, path[0], (d1, d2))
+    torch.testing.assert_close(
+        coordinates[[0, -1]], torch.tensor([[0.0, 0.0], [1.0, 0.0]]).double()
+    )
+    on_plane = path[0] + coordinates[:, :1] * d1 + coordinates[:, 1:] * d2
+    torch.testing.assert_close(on_plane, path)  # the whole path lies in the plane
+    assert coordinates[:, 1].abs().max() > 0.1  # and its bend shows along β
+
+
+def test_path_plane_of_a_straight_path_takes_the_fallback_for_d2():
+    origin, (u, fallback) = _plane()
+    for steps in ([0.0, 1.0], [0.0, 0.3, 0.7, 1.0]):
+        path = origin + torch.tensor(steps, dtype=torch.float64)[:, None] * u
+        d1, d2 = path_plane(path, fallback)
+        expected = fallback - fallback.dot(u) / u.dot(u) * u
+        torch.testing.assert_close(d2, expected * (u.norm() / expected.norm()))
+        assert d1.dot(d2) == pytest.approx(0, abs=1e-12)
+
+
+def test_path_grid_is_a_square_around_the_path_with_the_margin_to_spare():
+    coordinates = torch.tensor([[0.0, 0.0], [0.4, 0.3], [1.0, 0.0]], dtype=torch.float64)
+    alphas, betas = path_grid(coordinates, resolution=7, margin=0.25)
+    torch.testing.assert_close(alphas[[0, -1]], torch.tensor([-0.25, 1.25]).double())
+    torch.testing.assert_close(betas[[0, -1]], torch.tensor([-0.6, 0.9]).double())  # centre 0.15
+    assert len(alphas) == len(betas) == 7
+
+
 def _loaders() -> tuple[DataLoader, DataLoader]:
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(32, 3, 4, 4, generator=generator)
@@ -122,12 +164,16 @@ def _loaders() -> tuple[DataLoader, DataLoader]:
     return DataLoader(data, batch_size=32), DataLoader(data, batch_size=32)  # full batch
 
 
-def _fit(tmp_path, callbacks: list[L.Callback], logger) -> CatClassifier:
+def _net() -> gnn.MLP:
     torch.manual_seed(0)
+    return gnn.MLP([48, 1])  # linear regression: MSE is a quadratic bowl in (W, b)
+
+
+def _fit(tmp_path, callbacks: list[L.Callback], logger, lr: float = 0.01) -> CatClassifier:
     model = CatClassifier(
-        net=gnn.MLP([48, 1]),  # linear regression: MSE is a quadratic bowl in (W, b)
+        net=_net(),
         loss=gnn.MSELoss(),
-        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
+        optimizer=functools.partial(torch.optim.SGD, lr=lr),
         input_shape=(3, 4, 4),
     )
     trainer = L.Trainer(
@@ -151,8 +197,8 @@ def test_callback_records_a_descending_path_and_writes_png_and_tensorboard_image
     _fit(tmp_path, [callback], logger)
 
     path, losses = callback.path, callback.path_loss
-    assert path.shape == (8, 2) and losses.shape == (8,)
-    assert torch.equal(path[0], torch.zeros(2, dtype=torch.float64))  # θ₀ is the plane's origin
+    assert path.shape == (8, 49) and losses.shape == (8,)  # 48 weights and a bias, every step
+    assert torch.equal(path[0], parameters_to_vector(_net().parameters()).detach())  # θ₀
     assert (losses[1:] < losses[:-1]).all()  # full-batch GD, small η, on a bowl: downhill
 
     pngs = sorted(p.name for p in tmp_path.rglob("*.png"))
@@ -181,13 +227,70 @@ def test_callback_plots_once_at_the_end_of_fit_by_default(tmp_path):
     assert [p.name for p in tmp_path.glob("*.png")] == ["loss_landscape_step8.png"]
 
 
+def test_a_full_path_drops_every_second_point_and_records_half_as_often(tmp_path):
+    thinned = LossLandscape(max_points=3, epochs=[])  # steps 0 1 2 | 0 2 4 | 0 4
+    every_step = LossLandscape(epochs=[])
+    _fit(tmp_path, [thinned, every_step], logger=False)
+    assert torch.equal(thinned.path, every_step.path[[0, 4]])
+    assert torch.equal(thinned.path_loss, every_step.path_loss[[0, 4]])
+
+
+def test_no_plot_while_the_weights_have_not_moved(tmp_path):
+    with pytest.warns(UserWarning, match="not moved"):
+        _fit(tmp_path, [LossLandscape(resolution=3)], logger=False, lr=0.0)
+    assert not list(tmp_path.glob("*.png"))
+
+
+class KeptLandscape(LossLandscape):
+    """A ``LossLandscape`` keeping the figures it draws (instantiated from the config by name)."""
+
+    figures: ClassVar[list[Figure]] = []
+
+    def figure(self, pl_module: L.LightningModule) -> Figure:
+        figure = super().figure(pl_module)
+        self.figures.append(figure)
+        return figure
+
+
+def test_the_path_of_a_configured_run_spans_the_plot_with_its_ends_apart(tmp_path):
+    KeptLandscape.figures.clear()
+    kept = f"callbacks.loss_landscape._target_={__name__}.KeptLandscape"
+    sizes = ["data.n_train=256", "data.n_val=64", "data.n_test=64", "data.image_size=16"]
+    quiet = ["+trainer.enable_progress_bar=false", "+trainer.enable_model_summary=false"]
+    run(
+        compose_train(tmp_path, "callbacks=landscape", kept, "trainer.max_epochs=3", *sizes, *quiet)
+    )
+    [figure] = KeptLandscape.figures
+    assert list(tmp_path.rglob("loss_landscape_step12.png"))  # 256 / 64 × 3 updates
+
+    ax = figure.axes[0]
+    lines = {line.get_label(): line for line in ax.lines}
+    path = torch.tensor(lines["θ during training"].get_xydata())
+    start, end = lines["θ₀ (start)"], lines["θ_T (now)"]
+    (left, right), (bottom, top) = ax.get_xlim(), ax.get_ylim()
+    extent = max(right - left, top - bottom)
+    assert ((path >= torch.tensor([left, bottom])) & (path <= torch.tensor([right, top]))).all()
+    separation = (torch.tensor(end.get_xydata()[0]) - torch.tensor(start.get_xydata()[0])).norm()
+    assert separation >= 0.2 * extent
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    start_box, end_box = (line.get_window_extent(canvas.get_renderer()) for line in (start, end))
+    assert not start_box.overlaps(end_box)  # the markers, in pixels
+    axes_box = ax.get_window_extent()
+    assert all(
+        axes_box.contains(*box.p0) and axes_box.contains(*box.p1) for box in (start_box, end_box)
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"resolution": 0}, "resolution"),
         ({"num_batches": 0}, "num_batches"),
         ({"every_n_steps": 0}, "every_n_steps"),
-        ({"span": 0.0}, "span"),
+        ({"margin": 0.0}, "margin"),
+        ({"max_points": 1}, "max_points"),
         ({"epochs": [-1]}, "epochs"),
     ],
 )

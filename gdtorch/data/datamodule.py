@@ -179,6 +179,10 @@ class CatDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatchLoader:
         """Training batches for ``mode``, reshuffled every epoch unless ``mode="batch"``.
 
+        When the trainer overfits (``overfit_batches > 0``) the batches are served in tensor
+        order instead, so that every epoch trains on the same few, as Lightning does for a
+        ``DataLoader`` by swapping in a ``SequentialSampler``, with the same warning.
+
         A loader asked for again (Lightning's ``reload_dataloaders_every_n_epochs``) continues
         the sequence of orders: epoch ``e`` is shuffled the same way whether or not the loader
         was rebuilt, and after a resume from :meth:`state_dict`.
@@ -198,6 +202,13 @@ class CatDataModule(L.LightningDataModule):
                 f"every process gets as many, and the result differs slightly from one "
                 f"process's. Set data.n_train to a multiple of {world_size} for the same result."
             )
+        # As Lightning does for a DataLoader's sampler: overfitting means the same batches.
+        overfit = trainer is not None and trainer.overfit_batches > 0
+        if overfit and self.mode != "batch":
+            rank_zero_warn(
+                "You requested to overfit but enabled train dataloader shuffling. We are turning"
+                " off the train dataloader shuffling for you."
+            )
         batch_size = {
             "batch": math.ceil(len(train_set) / world_size),  # each process: its whole shard
             "stochastic": 1,
@@ -207,7 +218,7 @@ class CatDataModule(L.LightningDataModule):
             train_set.images,
             train_set.targets,
             batch_size[self.mode],
-            shuffle=self.mode != "batch",
+            shuffle=self.mode != "batch" and not overfit,
             seed=self.seed,
             normalize=(self.mean, self.std),
             rank=rank,

@@ -139,6 +139,19 @@ def test_a_rebuilt_training_loader_continues_the_shuffling_sequence() -> None:
     assert not torch.equal(expected[0], expected[1])
 
 
+@pytest.mark.parametrize("mode", ["stochastic", "minibatch"])
+def test_overfitting_serves_the_same_batches_every_epoch(mode: str) -> None:
+    # Lightning swaps a shuffling DataLoader's sampler for a SequentialSampler; so does this.
+    dm = ready(mode=mode, batch_size=8)
+    dm.trainer = L.Trainer(overfit_batches=2, accelerator="cpu", logger=False)
+    with pytest.warns(UserWarning, match="We are turning off the train dataloader shuffling"):
+        loader = dm.train_dataloader()
+    assert torch.equal(one_epoch(loader), one_epoch(loader))
+    assert torch.equal(
+        one_epoch(loader), (dm.train_set.images - dm.mean.view(3, 1, 1)) / dm.std.view(3, 1, 1)
+    )
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

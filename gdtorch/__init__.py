@@ -4,6 +4,7 @@
 ``from gdtorch.optim import GradientDescent`` are the main entry points.
 """
 
+from gdtorch import functional, nn, optim
 from gdtorch._validation import set_validation, validation_enabled
 from gdtorch.gradient_audit import AuditReport, AuditRow, audit
 
@@ -12,6 +13,9 @@ __all__ = [
     "AuditRow",
     "__version__",
     "audit",
+    "functional",
+    "nn",
+    "optim",
     "set_validation",
     "validation_enabled",
 ]

@@ -1,18 +1,66 @@
-"""Entry point: ``@hydra.main`` around :func:`gdtorch.train.run`, and nothing else."""
+"""Entry point: ``@hydra.main`` around :func:`gdtorch.train.run`, and the user-error shell."""
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from pathlib import Path
 
 import hydra
+from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
+from gdtorch.lightning import NonFiniteLossError
 from gdtorch.train import run
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repository's conf/
 
+# Mistakes in a config, a data folder or a checkpoint: one line, not a traceback.
+USER_ERRORS = (
+    FileNotFoundError,
+    NotADirectoryError,
+    ValueError,  # gdtorch's CheckpointError and bad-value errors included
+    InstantiationException,
+    OmegaConfBaseException,
+    MisconfigurationException,
+    NonFiniteLossError,
+    ConnectionError,
+)
+
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
-    """``gdtorch-train [overrides...]``: train, test and print where the logs are."""
-    return run(cfg).get("test/acc", float("nan"))
+    """``gdtorch-train [overrides...]``: train, test and log where the results are."""
+    _log_lightning_through_hydra()
+    try:
+        metrics = run(cfg)
+    except USER_ERRORS as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"gdtorch-train: error: {user_message(err)}", file=sys.stderr)
+        print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(1)
+    return metrics.get("test/acc", float("nan"))
+
+
+def user_message(err: BaseException) -> str:
+    """One line for a user error: Hydra's wrapper is unwrapped to the error inside it."""
+    if isinstance(err, InstantiationException) and err.__cause__ is not None:
+        err = err.__cause__
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}"
+
+
+def _log_lightning_through_hydra() -> None:
+    """Send Lightning's messages to Hydra's handlers, so ``gdtorch-train.log`` has them too.
+
+    Lightning gives its loggers their own console handler and stops propagation when it is
+    imported before logging is configured, which is always the case under ``@hydra.main``.
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True

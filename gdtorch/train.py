@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from gdtorch.lightning import AtomicCheckpointIO, CatClassifier
+from gdtorch.lightning import AtomicCheckpointIO, CatClassifier, training_checkpoint_step
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,31 @@ def input_size(image_size: int | str, channels: int | str = 3) -> int:
     return int(channels) * int(image_size) ** 2
 
 
+def resumed_run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
+    """``hydra.run.dir``: the run folder of ``ckpt_path`` when resuming, else ``new_run_dir``.
+
+    A checkpoint at ``<run>/checkpoints/<name>.ckpt`` continues in ``<run>``; any other path
+    starts a new folder.
+    """
+    run_folder = _run_folder(ckpt_path)
+    return new_run_dir if run_folder is None else str(run_folder)
+
+
+def resumed_hydra_subdir(ckpt_path: str | None, resumed_subdir: str) -> str:
+    """``hydra.output_subdir``: ``.hydra``, or ``resumed_subdir`` when resuming in place."""
+    return ".hydra" if _run_folder(ckpt_path) is None else resumed_subdir
+
+
+def _run_folder(ckpt_path: str | None) -> Path | None:
+    if not ckpt_path:
+        return None
+    folder = Path(ckpt_path).expanduser().parent
+    return folder.parent if folder.name == "checkpoints" else None
+
+
 OmegaConf.register_new_resolver("input_size", input_size, replace=True)
+OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
+OmegaConf.register_new_resolver("resumed_hydra_subdir", resumed_hydra_subdir, replace=True)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
@@ -37,7 +61,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     Returns:
         The final metrics as floats: ``val/loss``, ``val/acc``, ``val/auroc`` of the last
         validation, and ``test/loss``, ``test/acc``, ``test/auroc`` of the best checkpoint.
+
+    Raises:
+        CheckpointError: ``ckpt_path`` is missing, unreadable, or not a training checkpoint.
+        ValueError: the run would take no training step (``trainer.max_epochs=0``, or a
+            checkpoint that has already trained ``trainer.max_epochs`` epochs).
     """
+    start_step = 0
+    if cfg.get("ckpt_path"):
+        start_step = training_checkpoint_step(cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
@@ -56,6 +88,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.global_step <= start_step:
+        raise ValueError(
+            f"no training step was taken (trainer.max_epochs={cfg.trainer.get('max_epochs')}"
+            + (f", resuming at step {start_step}" if start_step else "")
+            + "): set trainer.max_epochs above the epochs already trained."
+        )
     metrics = _floats(trainer.callback_metrics)
     has_best = (
         trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path
@@ -65,8 +103,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         if logger:
+            # The hparams view's metrics get their own ``hp/`` tags: logging the final values
+            # under the curves' own tags would add a point at step 0, after the last step, which
+            # TensorBoard's loader takes for a restart and purges every later point.
             logger.log_hyperparams(
-                _flat_config(cfg), {k: v for k, v in metrics.items() if "/" in k}
+                _flat_config(cfg), {f"hp/{k}": v for k, v in metrics.items() if "/" in k}
             )
         _report(cfg, trainer, metrics)
     return metrics
@@ -113,13 +154,16 @@ def _flat_config(cfg: DictConfig) -> dict[str, object]:
 
 
 def _report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    output_dir = Path(cfg.paths.output_dir)
+    """Logs the test metrics and where the checkpoints and TensorBoard logs are."""
     lines = [f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}"]
     if "test/auroc" in metrics:
         lines.append(f"test AUROC:    {metrics['test/auroc']:.4f}")
+    if trainer.fast_dev_run:
+        lines.append("fast_dev_run: no checkpoints or TensorBoard logs were written")
     if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
         lines.append(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
-    if trainer.logger is not None:
-        lines.append(f"TensorBoard logs: {trainer.logger.log_dir}")
-        lines.append(f"  view them with: tensorboard --logdir {output_dir}")
-    print("\n".join(lines), flush=True)
+    log_dir = getattr(trainer.logger, "log_dir", None)
+    if log_dir and Path(log_dir).is_dir():
+        lines.append(f"TensorBoard logs: {log_dir}")
+        lines.append(f"  view them with: tensorboard --logdir {cfg.paths.output_dir}")
+    log.info("\n".join(lines))

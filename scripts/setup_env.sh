@@ -1,5 +1,6 @@
 # Sourced by scripts/test.sh and scripts/train.sh: make .venv on first use and refresh it when
-# pyproject.toml changes, then put it first on PATH.
+# pyproject.toml changes, then put it first on PATH. It leaves
+# the working directory alone: relative paths in a command mean what the user typed them against.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -16,4 +17,3 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
-cd "$ROOT"

@@ -3,4 +3,5 @@
 # e.g. `bash scripts/train.sh model=logistic data.mode=batch`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup_env.sh"
-python scripts/train.py "$@"
+# Run from the caller's directory: outputs/ and relative paths (data.root, ckpt_path) are there.
+python "$ROOT/scripts/train.py" "$@"

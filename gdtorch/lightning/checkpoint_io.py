@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,28 @@ import torch
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or not a gdtorch training checkpoint."""
+
+
+def training_checkpoint_step(path: str | Path) -> int:
+    """The ``global_step`` a training checkpoint was saved at, read as data only.
+
+    Checks, before any training starts, that ``path`` is a checkpoint a run can resume from.
+
+    Raises:
+        CheckpointError: ``path`` is missing, is not a readable ``torch.save`` file of tensors and
+            plain containers, or holds no training state (``global_step``, ``loops``).
+    """
+    checkpoint = AtomicCheckpointIO().load_checkpoint(path, map_location="cpu")
+    if not isinstance(checkpoint, dict) or not {"global_step", "loops"} <= checkpoint.keys():
+        raise CheckpointError(
+            f"{path} is not a training checkpoint (no global_step or loop state): resume from a "
+            f"last.ckpt or best checkpoint written by gdtorch-train."
+        )
+    return int(checkpoint["global_step"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -65,17 +88,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         ``weights_only=False`` and has no argument to change it.
 
         Raises:
-            FileNotFoundError: there is no file at ``path``.
+            CheckpointError: there is no file at ``path``, or it cannot be read (as data only,
+                unless ``weights_only=False``).
         """
         fs, stripped = url_to_fs(str(path))
-        if not fs.exists(stripped):
-            raise FileNotFoundError(f"Checkpoint file not found: {path}")
-        with fs.open(stripped, "rb") as file:
-            return torch.load(
-                file,
-                map_location=map_location,
-                weights_only=True if weights_only is None else weights_only,
+        if not fs.isfile(stripped):
+            raise CheckpointError(
+                f"checkpoint not found: {path} (give the path of a .ckpt file, e.g. "
+                f"outputs/<date>/<time>/checkpoints/last.ckpt)"
             )
+        weights_only = True if weights_only is None else weights_only
+        try:
+            with fs.open(stripped, "rb") as file:
+                return torch.load(file, map_location=map_location, weights_only=weights_only)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+            if weights_only and isinstance(err, pickle.UnpicklingError):
+                reason = (
+                    "it holds Python objects other than tensors and plain containers, which are "
+                    "never unpickled because unpickling can run code"
+                )
+            else:
+                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: {reason}. Use a checkpoint written by "
+                f"gdtorch-train."
+            ) from err
 
 
 def atomic_write(target: Path, data: bytes | memoryview) -> None:

@@ -1,0 +1,151 @@
+"""``gdtorch-train`` as a user runs it: from their own folder, mistakes, resuming, its log file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SH = ROOT / "scripts" / "train.sh"
+TINY = [
+    "trainer=cpu",
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "data.image_size=16",
+    "data.batch_size=16",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+HINT = "(set HYDRA_FULL_ERROR=1 for the full traceback)"
+
+
+def train(cwd: Path, *overrides: str, full_error: bool = False) -> subprocess.CompletedProcess:
+    """``bash scripts/train.sh overrides...`` run from ``cwd``, as a user in that folder would."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env.pop("HYDRA_FULL_ERROR", None)
+    if full_error:
+        env["HYDRA_FULL_ERROR"] = "1"
+    return subprocess.run(
+        ["bash", str(TRAIN_SH), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -> None:
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    *_, message, hint = result.stderr.strip().splitlines()
+    assert message.startswith("gdtorch-train: error: ") and hint == HINT
+    for text in expected:
+        assert text in message, message
+
+
+def test_a_run_writes_outputs_where_it_is_called_and_logs_to_its_log_file(tmp_path):
+    result = train(tmp_path, *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = tmp_path.glob("outputs/*/*")
+    log = (run_dir / "gdtorch-train.log").read_text()
+    assert "test accuracy:" in log and "test accuracy:" in result.stdout
+    assert "Trainer.fit` stopped: `max_epochs=2` reached" in log  # Lightning's own messages
+    assert f"tensorboard --logdir {run_dir}" in result.stdout
+    assert not (ROOT / "outputs" / run_dir.relative_to(tmp_path / "outputs")).exists()
+
+
+def test_a_relative_data_root_is_the_callers_folder(tmp_path):
+    for label in ("cat", "dog"):
+        folder = tmp_path / "photos" / label
+        folder.mkdir(parents=True)
+        for k in range(12):
+            colour = (40 * k % 256, 200 if label == "cat" else 20, 90)
+            Image.new("RGB", (20, 20), colour).save(folder / f"{k}.png")
+    args = [*TINY, "data=folder", "data.root=photos", "data.n_train=null"]
+    result = train(tmp_path, *args, "data.n_val=4", "data.n_test=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["data=folder", "data.root=no_such_folder"], ["FileNotFoundError", "no_such_folder"]),
+        (["data.n_val=0"], ["ValueError", "n_val must be a positive int, got 0"]),
+        (["ckpt_path=missing.ckpt"], ["CheckpointError", "checkpoint not found: missing.ckpt"]),
+        (["trainer.max_epochs=0"], ["ValueError", "no training step was taken"]),
+    ],
+    ids=["data-root", "value", "checkpoint", "no-epochs"],
+)
+def test_a_user_error_is_one_clear_line_and_exit_status_1(tmp_path, overrides, expected):
+    assert_one_line_error(train(tmp_path, *TINY, *overrides), *expected)
+    assert not list(tmp_path.glob("outputs/*/*/checkpoints/*.ckpt"))
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    result = train(tmp_path, *TINY, "ckpt_path=notes.ckpt")
+    assert_one_line_error(result, "CheckpointError", "cannot read checkpoint notes.ckpt")
+
+
+def test_hydra_full_error_shows_the_traceback(tmp_path):
+    result = train(tmp_path, *TINY, "data.n_val=0", full_error=True)
+    assert result.returncode == 1 and "Traceback" in result.stderr
+    assert HINT not in result.stderr
+
+
+def _same(a: object, b: object) -> bool:
+    if a is None or b is None:
+        return a is b
+    return torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+
+
+def _curve(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    return [(e.step, e.value) for e in events.Scalars(tag)]
+
+
+@pytest.mark.slow
+def test_resuming_as_the_readme_says_continues_the_same_run(tmp_path):
+    """3 epochs, then resume to 6 in place, against 6 epochs uninterrupted."""
+    first = train(tmp_path, *TINY, "trainer.max_epochs=3", "hydra.run.dir=resumed")
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = train(
+        tmp_path, *TINY, "ckpt_path=resumed/checkpoints/last.ckpt", "trainer.max_epochs=6"
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "won't be reloaded" not in resumed.stderr
+    assert not (tmp_path / "outputs").exists()  # no new folder
+    whole = train(tmp_path, *TINY, "trainer.max_epochs=6", "hydra.run.dir=whole")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    a, b = (tmp_path / "resumed", tmp_path / "whole")
+    last_a, last_b = (
+        torch.load(run / "checkpoints" / "last.ckpt", weights_only=True) for run in (a, b)
+    )
+    assert last_a["epoch"] == last_b["epoch"] == 5
+    for name, weight in last_b["state_dict"].items():
+        assert torch.equal(last_a["state_dict"][name], weight), name
+    for key, state in last_b["callbacks"].items():  # best score, early stopping's count
+        for field in ("best_model_score", "best_score", "wait_count"):
+            if field in state:
+                assert _same(last_a["callbacks"][key][field], state[field]), (key, field)
+    for tag in ("train/loss", "val/loss", "val/acc"):
+        steps_a, steps_b = _curve(a, tag), _curve(b, tag)
+        assert [s for s, _ in steps_a] == [s for s, _ in steps_b], tag
+        assert torch.allclose(torch.tensor(steps_a), torch.tensor(steps_b)), tag
+    assert len(list((a / ".hydra").glob("resumed-*/overrides.yaml"))) == 1
+    assert "ckpt_path" not in (a / ".hydra" / "overrides.yaml").read_text()
+    assert (a / "gdtorch-train.log").read_text().count("test accuracy:") == 2

@@ -1,0 +1,115 @@
+"""README.md is a test: every train command and every Python snippet in it runs as written.
+
+Train commands (``bash scripts/train.sh …``, ``gdtorch-train …``) run in a fresh folder, as a
+user in their own folder would, with tiny sizes appended (a key the command sets itself is left
+as written). A command that needs what this machine may lack — CIFAR-10 files and a network, a
+GPU — must then end with the clear one-line error the README documents for it. ``bash
+scripts/test.sh`` lines are not run: they are this suite. Python snippets run, each in its own
+interpreter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+_spec = importlib.util.spec_from_file_location("learning_table", ROOT / "scripts/learning_table.py")
+learning_table = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(learning_table)
+
+TINY = [
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "data.image_size=16",
+    "trainer.max_epochs=2",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+TRAIN_COMMANDS = learning_table.readme_train_commands(README)
+PYTHON_SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def _expected_error(command: str) -> str | None:
+    """The README's documented error for a command this machine cannot run, else ``None``."""
+    if "trainer.accelerator=gpu" in command and not torch.cuda.is_available():
+        return "gdtorch-train: error: MisconfigurationException"
+    if "data=cifar10" in command and not _online():
+        return "gdtorch-train: error: ConnectionError: cannot download CIFAR-10"
+    return None
+
+
+def _with_tiny_sizes(command: str) -> str:
+    words = shlex.split(command, comments=True)
+    keys = {w.split("=")[0].lstrip("+~") for w in words if "=" in w}
+    extra = [o for o in TINY if o.split("=")[0].lstrip("+") not in keys]
+    if words[:2] == ["bash", "scripts/train.sh"]:
+        words[1] = str(ROOT / "scripts" / "train.sh")
+    return shlex.join(words + extra)
+
+
+def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run(
+        ["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_readme_has_train_commands_and_snippets():
+    assert len(TRAIN_COMMANDS) >= 8 and len(PYTHON_SNIPPETS) >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", TRAIN_COMMANDS)
+def test_every_train_command_in_the_readme_runs_as_written(command, tmp_path):
+    if "ckpt_path=outputs/…/" in command:  # resume the run an earlier command made
+        first = _run(_with_tiny_sizes("bash scripts/train.sh"), tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        (checkpoint,) = tmp_path.glob("outputs/*/*/checkpoints/last.ckpt")
+        run_dir = checkpoint.parent.parent.relative_to(tmp_path)
+        command = command.replace("outputs/…", str(run_dir))
+    result = _run(_with_tiny_sizes(command), tmp_path)
+    expected = _expected_error(command)
+    if expected is None:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "test accuracy:" in result.stdout
+    else:
+        assert result.returncode != 0
+        lines = result.stderr.strip().splitlines()
+        assert lines[-2].startswith(expected), result.stderr[-3000:]
+        assert lines[-1] == "(set HYDRA_FULL_ERROR=1 for the full traceback)"
+        assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("snippet", PYTHON_SNIPPETS, ids=lambda s: s.splitlines()[0][:40])
+def test_every_python_snippet_in_the_readme_runs(snippet, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import pickle
+import shutil
+import urllib.error
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
 import torch
 from torchvision.datasets import CIFAR10
+from torchvision.datasets.utils import download_and_extract_archive
 
 from gdtorch.data.base import CatImageDataset, balanced_indices, resize_images
 
 __all__ = ["CIFAR10Cats"]
+
+# What a download without a (working) network raises: urllib wraps DNS and connection failures
+# in URLError; a connection lost mid-transfer surfaces as ConnectionError, TimeoutError or
+# http.client's IncompleteRead.
+_NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException)
 
 
 class _CIFAR10Files(CIFAR10):
@@ -27,6 +38,10 @@ class _CIFAR10Files(CIFAR10):
     train_list: ClassVar[list[list[str | None]]] = [[n, None] for n, _ in CIFAR10.train_list]
     test_list: ClassVar[list[list[str | None]]] = [[n, None] for n, _ in CIFAR10.test_list]
     meta: ClassVar[dict[str, str | None]] = {**CIFAR10.meta, "md5": None}
+
+
+_FILES = [n for n, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list]
+_FILES.append(_CIFAR10Files.meta["filename"])
 
 
 class CIFAR10Cats(CatImageDataset):
@@ -47,6 +62,7 @@ class CIFAR10Cats(CatImageDataset):
 
     Raises:
         FileNotFoundError: a file is missing and ``download`` is ``False``.
+        ConnectionError: ``download`` is ``True`` and the download failed (see :meth:`download`).
         ValueError: a file cannot be read as a CIFAR-10 batch, or there is no ``"cat"`` class.
     """
 
@@ -59,11 +75,13 @@ class CIFAR10Cats(CatImageDataset):
         seed: int = 0,
         download: bool = False,
     ) -> None:
-        folder = Path(root).expanduser() / _CIFAR10Files.base_folder
-        if not download:
-            _require_files(folder)
+        root = Path(root).expanduser()
+        folder = root / _CIFAR10Files.base_folder
+        if download:
+            self.download(root)
+        _require_files(folder)
         try:
-            files = _CIFAR10Files(str(Path(root).expanduser()), train=train, download=download)
+            files = _CIFAR10Files(str(root), train=train)
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as err:
             raise ValueError(
                 f"cannot read CIFAR-10 from {folder} ({type(err).__name__}: {err}). Delete the "
@@ -85,20 +103,78 @@ class CIFAR10Cats(CatImageDataset):
         super().__init__(images, targets)
         self.train = train
 
+    @staticmethod
+    def download(root: str | Path) -> None:
+        """Download the python version of CIFAR-10 into ``root`` and extract it, unless it is there.
+
+        The archive's md5 is checked. A failed download removes what it created (the archive,
+        the extracted folder, or ``root`` and the parents it had to make), never what was there.
+
+        Args:
+            root: folder that will hold ``cifar-10-python.tar.gz`` and ``cifar-10-batches-py``.
+
+        Raises:
+            ConnectionError: the archive could not be fetched (no network, a lost connection, an
+                HTTP error); the message names the URL and how to download it by hand.
+        """
+        root = Path(root).expanduser()
+        folder = root / _CIFAR10Files.base_folder
+        if _problem(folder) is None:
+            return
+        with _removed_on_failure(root, [root / CIFAR10.filename, folder]):
+            try:
+                download_and_extract_archive(
+                    CIFAR10.url, str(root), filename=CIFAR10.filename, md5=CIFAR10.tgz_md5
+                )
+            except _NETWORK_ERRORS as err:
+                raise ConnectionError(
+                    f"cannot download CIFAR-10 from {CIFAR10.url} into {root} "
+                    f"({type(err).__name__}: {err}). Rerun with a network connection, or download "
+                    f"{CIFAR10.url} by hand, extract it into {root} (tar -xzf "
+                    f"{CIFAR10.filename} -C {root}, which makes {folder}) and run with "
+                    f"download=False (data.download=false)."
+                ) from err
+
+
+def _problem(folder: Path) -> str | None:
+    """Why ``folder`` is no CIFAR-10 copy (``"does not exist"``, ``"lacks …"``), or ``None``."""
+    if not folder.is_dir():
+        return "does not exist"
+    missing = [n for n in _FILES if not (folder / n).is_file()]
+    return f"lacks {', '.join(missing)}" if missing else None
+
 
 def _require_files(folder: Path) -> None:
     """Raise ``FileNotFoundError``, naming the fix, unless every CIFAR-10 file is in ``folder``."""
-    names = [n for n, _ in _CIFAR10Files.train_list + _CIFAR10Files.test_list]
-    names.append(_CIFAR10Files.meta["filename"])
-    if not folder.is_dir():
-        problem = "does not exist"
+    problem = _problem(folder)
+    if problem is not None:
+        raise FileNotFoundError(
+            f"CIFAR-10 not found: {folder} {problem}. Download it with download=True "
+            f"(data.download=true in the Hydra config), or put the python version of CIFAR-10 "
+            f"there: {folder}/{{{','.join(_FILES)}}}."
+        )
+
+
+@contextlib.contextmanager
+def _removed_on_failure(root: Path, paths: list[Path]) -> Iterator[None]:
+    """Undo a failed download into ``root``: on an exception, remove what it made, and re-raise.
+
+    That is ``root`` and the parents it lacked if it did not exist, else those of ``paths`` that
+    did not exist: never anything that was there before.
+    """
+    if root.exists():
+        new = [path for path in paths if not path.exists()]
     else:
-        missing = [n for n in names if not (folder / n).is_file()]
-        if not missing:
-            return
-        problem = f"lacks {', '.join(missing)}"
-    raise FileNotFoundError(
-        f"CIFAR-10 not found: {folder} {problem}. Download it with download=True "
-        f"(data.download=true in the Hydra config), or put the python version of CIFAR-10 "
-        f"there: {folder}/{{{','.join(names)}}}."
-    )
+        top = root
+        while not top.parent.exists():
+            top = top.parent
+        new = [top]
+    try:
+        yield
+    except BaseException:
+        for path in new:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise

@@ -146,7 +146,7 @@ class CatDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Download CIFAR-10 if asked to (Lightning runs this on one process only)."""
         if self.source == "cifar10" and self.download:
-            CIFAR10Cats(self.root, train=True, download=True)
+            CIFAR10Cats.download(self.root)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the three splits and the training statistics, once for every ``stage``."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 
 import lightning as L
 import pytest
@@ -199,6 +201,18 @@ def test_cifar10_missing_root_is_file_not_found(tmp_path) -> None:
     dm = CatDataModule(source="cifar10", root=tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"data\.download=true"):
         dm.setup()
+
+
+def test_cifar10_download_happens_in_prepare_data(fake_cifar, tmp_path, monkeypatch) -> None:
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    CatDataModule(source="cifar10", root=fake_cifar.root, download=True).prepare_data()  # there
+    dm = CatDataModule(source="cifar10", root=tmp_path / "nowhere", download=True)
+    with pytest.raises(ConnectionError, match=r"data\.download=false"):
+        dm.prepare_data()
+    assert not (tmp_path / "nowhere").exists()
 
 
 def test_folder_source(photo_folder) -> None:

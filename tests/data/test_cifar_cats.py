@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pickle
+import socket
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.datasets import CIFAR10
 
 from gdtorch.data import CIFAR10Cats
 
@@ -102,3 +106,49 @@ def test_meta_without_cat_is_a_value_error(fake_cifar) -> None:
     meta.write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}, protocol=2))
     with pytest.raises(ValueError, match="lists no 'cat' class"):
         CIFAR10Cats(fake_cifar.root)
+
+
+def no_network(request, *args, **kwargs):
+    raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+
+class DroppedConnection:
+    """A response that sends the first bytes of the archive, then loses the connection."""
+
+    length = 170_498_071
+
+    def __init__(self, request, *args, **kwargs) -> None:
+        self.url = request.full_url
+        self.sent = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.sent:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        self.sent = True
+        return b"\x1f\x8b\x08" + bytes(1000)
+
+
+@pytest.mark.parametrize("urlopen", [no_network, DroppedConnection])
+def test_a_failed_download_is_a_connection_error_and_leaves_nothing_behind(
+    tmp_path, monkeypatch, urlopen
+) -> None:
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    root = tmp_path / "new" / "cifar"
+    with pytest.raises(ConnectionError) as error:
+        CIFAR10Cats(root, download=True)
+    message = str(error.value)
+    assert CIFAR10.url in message and str(root) in message
+    assert "cifar-10-python.tar.gz" in message and "data.download=false" in message
+    assert list(tmp_path.iterdir()) == []  # the folders the download made are gone
+    # Into a folder that was there: it stays, with what it held, and only that.
+    root.mkdir(parents=True)
+    (root / "notes.txt").write_text("mine")
+    with pytest.raises(ConnectionError):
+        CIFAR10Cats(root, download=True)
+    assert [p.name for p in root.iterdir()] == ["notes.txt"]

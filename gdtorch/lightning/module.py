@@ -22,8 +22,11 @@ class CatClassifier(L.LightningModule):
     it outputs logits ``z`` and the cat probability is ``σ(z)``; with any other loss (BCE, MSE,
     MAE — the tutorial's setting) it outputs the probability ``ŷ`` itself.
 
-    Logs ``train/loss`` every step, ``lr``, ``val/loss``, ``val/acc``, ``val/auroc``,
-    ``test/loss``, ``test/acc`` and ``test/auroc`` (torchmetrics, per stage).
+    Logs ``train/loss`` and ``lr`` of one batch every ``trainer.log_every_n_steps`` updates,
+    ``val/loss``, ``val/acc`` and ``val/auroc`` after each validation, and ``test/loss``,
+    ``test/acc`` and ``test/auroc`` (torchmetrics, per stage). Lightning's step of a batch counts
+    the updates before it: batch ``k`` of training is step ``k``, and a validation is logged at
+    the step of the last update it follows.
 
     Args:
         net: the network, mapping images ``(N, 3, H, W)`` to one output per image ``(N, 1)``.

@@ -113,3 +113,16 @@ def test_every_python_snippet_in_the_readme_runs(snippet, tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_every_relative_link_in_the_readme_is_inside_the_repository():
+    for target in re.findall(r"\]\(([^)#]+)\)", README):
+        if "://" not in target:
+            path = (ROOT / target).resolve()
+            assert path.is_relative_to(ROOT) and path.exists(), target
+    assert "../" not in README
+
+
+def test_the_slow_tests_the_readme_mentions_are_marked():
+    marked = [p for p in (ROOT / "tests").rglob("test_*.py") if "mark.slow" in p.read_text()]
+    assert len(marked) >= 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ TINY = [
 ]
 
 
-def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, capsys):
+def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gdtorch.train")
     metrics = run(compose_train(tmp_path, *TINY))
     for name in ("val/loss", "val/acc", "val/auroc", "test/acc", "test/auroc", "test/loss"):
         assert name in metrics and isinstance(metrics[name], float)
@@ -43,8 +45,9 @@ def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, caps
     events.Reload()
     assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
     assert {"train/loss", "val/loss", "val/acc", "val/auroc", "lr"} <= set(events.Tags()["scalars"])
-    printed = capsys.readouterr().out
-    assert "test accuracy:" in printed and "tensorboard --logdir" in printed
+    assert "test accuracy:" in caplog.text and "tensorboard --logdir" in caplog.text
+    hparams_tags = events.Tags()["scalars"]
+    assert {"hp/test/acc", "hp/val/acc"} <= set(hparams_tags)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +144,33 @@ def test_debug_and_experiment_configs(tmp_path):
     assert overfit.trainer.overfit_batches == 2 and overfit.callbacks.early_stopping is None
     tutorial = compose_train(tmp_path, "experiment=tutorial")
     assert tutorial.data.mode == "batch" and tutorial.loss._target_ == "gdtorch.nn.BCELoss"
-    assert tutorial.output_activation == "sigmoid" and tutorial.scheduler.step_size == 10
+    assert tutorial.output_activation == "sigmoid" and tutorial.scheduler is None
+
+
+@pytest.mark.parametrize("mode", ["batch", "minibatch", "stochastic"])
+def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
+    cfg = compose_train(tmp_path, f"data.mode={mode}")
+    defaults = cfg.mode_defaults[mode]
+    assert cfg.optimizer.lr == defaults.lr and cfg.trainer.max_epochs == defaults.max_epochs
+    assert cfg.callbacks.early_stopping.patience == defaults.patience
+    assert compose_train(tmp_path, f"data.mode={mode}", "optimizer=torch_sgd").optimizer.lr == (
+        defaults.lr
+    )
+    explicit = compose_train(tmp_path, f"data.mode={mode}", "optimizer.lr=0.123")
+    assert explicit.optimizer.lr == 0.123
+    lrs = {compose_train(tmp_path, f"data.mode={m}").optimizer.lr for m in cfg.mode_defaults}
+    assert len(lrs) == 3  # stochastic descent needs a smaller step than batch descent
+
+
+def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
+    from gdtorch.train import resumed_hydra_subdir, resumed_run_dir
+
+    ckpt = "outputs/2026-01-01/10-00-00/checkpoints/last.ckpt"
+    assert resumed_run_dir(ckpt, "outputs/new") == "outputs/2026-01-01/10-00-00"
+    assert resumed_run_dir(None, "outputs/new") == "outputs/new"
+    assert resumed_run_dir("elsewhere/model.ckpt", "outputs/new") == "outputs/new"
+    assert resumed_hydra_subdir(ckpt, ".hydra/resumed-x") == ".hydra/resumed-x"
+    assert resumed_hydra_subdir(None, ".hydra/resumed-x") == ".hydra"
 
 
 def test_fast_dev_run_through_the_command_line(tmp_path):
@@ -160,6 +189,8 @@ def test_fast_dev_run_through_the_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy:" in result.stdout
+    assert "fast_dev_run: no checkpoints or TensorBoard logs were written" in result.stdout
+    assert "TensorBoard logs: None" not in result.stdout and "--logdir" not in result.stdout
 
 
 @pytest.mark.parametrize("callbacks", ["audit", "landscape"])
@@ -200,7 +231,7 @@ def test_a_short_run_lowers_the_training_loss_and_beats_chance(tmp_path):
 
 
 def test_bf16_mixed_precision_trains(tmp_path):
-    metrics = run(compose_train(tmp_path, *TINY, "+trainer.precision=bf16-mixed"))
+    metrics = run(compose_train(tmp_path, *TINY, "trainer.precision=bf16-mixed"))
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
@@ -231,3 +262,20 @@ def test_help_and_a_two_job_multirun_through_the_command_line(tmp_path):
     assert result.stdout.count("test accuracy:") == 2
     for job in ("0", "1"):
         assert (tmp_path / job / ".hydra" / "overrides.yaml").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("overrides", "at_least"),
+    [
+        (["data.mode=batch"], 0.80),
+        (["data.mode=minibatch"], 0.80),
+        (["data.mode=stochastic"], 0.80),
+        (["experiment=tutorial"], 0.82),
+    ],
+    ids=["batch", "minibatch", "stochastic", "tutorial"],
+)
+def test_the_shipped_defaults_learn_in_every_mode(tmp_path, overrides, at_least):
+    """Every other setting as shipped (SyntheticCats, seed 0): well above chance (0.5)."""
+    cfg = compose_train(tmp_path, *overrides, "+trainer.enable_progress_bar=false")
+    assert run(cfg)["test/acc"] >= at_least

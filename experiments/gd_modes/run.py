@@ -189,8 +189,7 @@ def plane_grid(
     """Grids of ``α`` and ``β`` that hold θ₀ and every projected path.
 
     With ``span=None`` the grids fit the paths with a 15% margin; otherwise both are
-    ``[−r, r]`` with ``r = max(span, 1.1 max |coordinate|)``, as the ``LossLandscape`` callback
-    draws them.
+    ``[−r, r]`` with ``r = max(span, 1.1 max |coordinate|)``.
     """
     points = torch.cat([*coordinates, torch.zeros(1, 2, dtype=torch.float64)])
     if span is None:
@@ -404,8 +403,8 @@ landscape?
   C(θ₀ + α d₁ + β d₂) on a {args.resolution}×{args.resolution} grid is computed with
   `gdtorch.lightning.landscape.loss_surface` on the whole training set and the paths are placed
   with `project`. For comparison, the same paths on the plane of two random filter-normalised
-  directions (`filter_normalized_directions`, seed {args.seed}) over α, β ∈ [−1, 1], as the
-  `LossLandscape` callback draws it.
+  directions (`filter_normalized_directions`, seed {args.seed}) over α, β ∈ [−1, 1] (the
+  `LossLandscape` callback instead draws the plane through θ₀ and the path's end).
 - Run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()};
   whole study {wall:.0f} s wall time. The machine is shared, so times are indicative.
 
@@ -461,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     save(curves(arms), args.out / "loss_curves.png")
     views = {  # plane: (grid span, title)
         "pca": (None, "d₁, d₂: the paths' two principal directions"),
-        "random": (1.0, "d₁, d₂: random, filter-normalised (span 1, as LossLandscape)"),
+        "random": (1.0, "d₁, d₂: random, filter-normalised (span 1)"),
     }
     for name, directions in planes.items():
         span, title = views[name]

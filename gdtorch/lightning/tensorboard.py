@@ -27,9 +27,10 @@ def tensorboard_writer(trainer: L.Trainer) -> SummaryWriter | None:
 def logging_step(trainer: L.Trainer) -> int:
     """The step Lightning stamps on what ``self.log`` logs now (``train/loss``, ``val/*``).
 
-    It counts the optimizer steps taken before the running batch: batch ``k``'s ``train/loss``
-    and the gradient of its update are logged at step ``k``, and a validation that follows
-    update ``k`` at step ``k`` too.
+    It counts the updates before the running batch: batch ``k`` of the run logs its
+    ``train/loss`` at step ``k``, and a validation that follows update ``k`` logs at step ``k``
+    too. Lightning keeps it in a private counter; it equals ``trainer.global_step`` before an
+    update and ``global_step − 1`` in the validation after it.
     """
     return trainer.fit_loop.epoch_loop._batches_that_stepped
 
@@ -41,17 +42,17 @@ class TensorBoardExtras(L.Callback):
       norm ``‖∇W‖`` (``grad_norm/<name>``) and the update-to-weight ratio ``η‖∇W‖/‖W‖``
       (``update_ratio/<name>``; around 1e-3 is healthy, far above means η is too large), at the
       step ``train/loss`` of the same batch is logged at, whatever ``log_every_n_steps`` is;
-    * every ``every_n_epochs`` training epochs, starting with the first, and at the last one:
-      histograms of every parameter and its gradient at the epoch's last update
-      (``weights/<name>``, ``grads/<name>``, at that update's step);
-    * at the validations of those epochs: a grid of validation images captioned with the
-      predicted cat probability ``P(cat)`` and the true label (``val/predictions``, at the
-      step ``val/loss`` is logged at).
+    * at the first epoch, then whenever ``every_n_epochs`` epochs have passed, and at the last
+      epoch: histograms of every parameter and its gradient at the epoch's last update
+      (``weights/<name>``, ``grads/<name>``, at that update's step), and a grid of validation
+      images captioned with the predicted cat probability ``P(cat)`` and the true label
+      (``val/predictions``, at the step of that validation's ``val/loss``).
 
-    The last epoch is known only when training ends (early stopping decides late), so the
-    epoch's histograms and images are kept, on their device, until the next epoch replaces them
-    or training ends. A parameter or gradient holding NaN or ±inf gets no histogram
-    (TensorBoard cannot bin it); :class:`~gdtorch.lightning.NonFiniteLossGuard` reports it.
+    The last epoch is known only when training ends (early stopping decides late), so an epoch
+    not yet due keeps its histograms' tensors and images, on their device, until the next epoch
+    replaces them or training ends. A tensor holding NaN, ±inf or a value beyond ±1e20 (outside
+    TensorBoard's histogram buckets) gets no histogram; ``grad_norm/*`` and
+    :class:`~gdtorch.lightning.NonFiniteLossGuard` report those.
 
     Args:
         every_n_steps: how often to log gradient norms and update ratios, in optimizer steps.

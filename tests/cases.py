@@ -31,6 +31,19 @@ SHAPE_CASES = [
 ]
 
 
+# A training run that takes seconds: 16×16 images, few of them, two epochs, quiet.
+TINY = [
+    "data.n_train=64",
+    "data.n_val=32",
+    "data.n_test=32",
+    "data.image_size=16",
+    "trainer.max_epochs=2",
+    "trainer.log_every_n_steps=1",
+    "+trainer.enable_progress_bar=false",
+    "+trainer.enable_model_summary=false",
+]
+
+
 def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
     """``conf/train.yaml`` composed with ``overrides``, writing under ``output_dir``."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

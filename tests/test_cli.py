@@ -12,20 +12,11 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from tests import cases
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SH = ROOT / "scripts" / "train.sh"
-TINY = [
-    "trainer=cpu",
-    "data.n_train=64",
-    "data.n_val=32",
-    "data.n_test=32",
-    "data.image_size=16",
-    "data.batch_size=16",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-]
+TINY = [*cases.TINY, "trainer=cpu", "data.batch_size=16"]
 HINT = "(set HYDRA_FULL_ERROR=1 for the full traceback)"
 
 

@@ -22,21 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.cases import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 _spec = importlib.util.spec_from_file_location("learning_table", ROOT / "scripts/learning_table.py")
 learning_table = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(learning_table)
 
-TINY = [
-    "data.n_train=64",
-    "data.n_val=32",
-    "data.n_test=32",
-    "data.image_size=16",
-    "trainer.max_epochs=2",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-]
 TRAIN_COMMANDS = learning_table.readme_train_commands(README)
 PYTHON_SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
 

@@ -18,19 +18,9 @@ from gdtorch import nn as gnn
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
 from gdtorch.train import run
-from tests.cases import compose_train
+from tests.cases import TINY, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "data.n_train=64",
-    "data.n_val=32",
-    "data.n_test=32",
-    "data.image_size=16",
-    "trainer.max_epochs=2",
-    "trainer.log_every_n_steps=1",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-]
 
 
 def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, caplog):

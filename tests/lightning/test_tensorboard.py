@@ -16,8 +16,7 @@ from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGu
 from gdtorch.lightning import TensorBoardExtras as Extras
 from gdtorch.lightning.tensorboard import prediction_grid
 from gdtorch.train import run
-from tests.cases import compose_train
-from tests.test_train import TINY
+from tests.cases import TINY, compose_train
 
 
 class PoisonedNet(torch.nn.Module):

@@ -15,8 +15,7 @@ import urllib.request
 import pytest
 
 from gdtorch.train import run
-from tests.cases import compose_train
-from tests.test_train import TINY
+from tests.cases import TINY, compose_train
 
 RUN = "tensorboard"  # the logger's folder under the log dir (conf/logger/tensorboard.yaml)
 CURVES = ["train/loss", "lr", "val/loss", "val/acc", "val/auroc", "grad_norm/net.0.weight"]

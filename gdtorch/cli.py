@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -16,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from gdtorch.lightning import NonFiniteLossError
 from gdtorch.train import run
 
+log = logging.getLogger(__name__)
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repository's conf/
 
 # Mistakes in a config, a data folder or a checkpoint: one line, not a traceback.
@@ -38,6 +41,10 @@ def main(cfg: DictConfig) -> float:
     try:
         metrics = run(cfg)
     except USER_ERRORS as err:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # Hydra runs the sweep's other jobs, then reports the first failure.
+            log.error("gdtorch-train: error: %s", user_message(err))
+            raise
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"gdtorch-train: error: {user_message(err)}", file=sys.stderr)

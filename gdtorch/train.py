@@ -11,11 +11,12 @@ import logging
 from pathlib import Path
 
 import lightning.pytorch as L
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from gdtorch.lightning import AtomicCheckpointIO, CatClassifier, training_checkpoint_step
+from gdtorch.lightning import AtomicCheckpointIO, CatClassifier, training_checkpoint_progress
 
 log = logging.getLogger(__name__)
 
@@ -28,23 +29,30 @@ def input_size(image_size: int | str, channels: int | str = 3) -> int:
 def resumed_run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
     """``hydra.run.dir``: the run folder of ``ckpt_path`` when resuming, else ``new_run_dir``.
 
-    A checkpoint at ``<run>/checkpoints/<name>.ckpt`` continues in ``<run>``; any other path
-    starts a new folder.
+    The ``last.ckpt`` of a gdtorch-train run, ``<run>/checkpoints/last.ckpt`` with
+    ``<run>/.hydra/config.yaml`` beside it, continues in ``<run>``. Any other checkpoint (an
+    earlier best one, whose run has moved on since, or a file from elsewhere) starts a new folder.
     """
     run_folder = _run_folder(ckpt_path)
     return new_run_dir if run_folder is None else str(run_folder)
 
 
-def resumed_hydra_subdir(ckpt_path: str | None, resumed_subdir: str) -> str:
-    """``hydra.output_subdir``: ``.hydra``, or ``resumed_subdir`` when resuming in place."""
-    return ".hydra" if _run_folder(ckpt_path) is None else resumed_subdir
+def resumed_hydra_subdir(ckpt_path: str | None, resumed_subdir: str, mode: object) -> str:
+    """``hydra.output_subdir``: ``.hydra``, or ``resumed_subdir`` when a run resumes in place."""
+    sweep = getattr(mode, "name", mode) == RunMode.MULTIRUN.name  # a job has its sweep folder
+    in_place = not sweep and _run_folder(ckpt_path) is not None
+    return resumed_subdir if in_place else ".hydra"
 
 
 def _run_folder(ckpt_path: str | None) -> Path | None:
-    if not ckpt_path:
+    if not ckpt_path or "://" in ckpt_path:
         return None
-    folder = Path(ckpt_path).expanduser().parent
-    return folder.parent if folder.name == "checkpoints" else None
+    checkpoint = Path(ckpt_path).expanduser()
+    run = checkpoint.parent.parent
+    is_last = checkpoint.name == "last.ckpt" and checkpoint.parent.name == "checkpoints"
+    if is_last and checkpoint.is_file() and (run / ".hydra" / "config.yaml").is_file():
+        return run
+    return None
 
 
 OmegaConf.register_new_resolver("input_size", input_size, replace=True)
@@ -67,9 +75,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         ValueError: the run would take no training step (``trainer.max_epochs=0``, or a
             checkpoint that has already trained ``trainer.max_epochs`` epochs).
     """
-    start_step = 0
-    if cfg.get("ckpt_path"):
-        start_step = training_checkpoint_step(cfg.ckpt_path)
+    start_step = _check_something_to_train(cfg)
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
@@ -88,11 +94,10 @@ def run(cfg: DictConfig) -> dict[str, float]:
     )
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if trainer.global_step <= start_step:
+    if trainer.global_step <= start_step:  # e.g. trainer.max_steps reached already
         raise ValueError(
-            f"no training step was taken (trainer.max_epochs={cfg.trainer.get('max_epochs')}"
-            + (f", resuming at step {start_step}" if start_step else "")
-            + "): set trainer.max_epochs above the epochs already trained."
+            f"no training step was taken (from step {start_step}): check trainer.max_epochs "
+            f"and trainer.max_steps."
         )
     metrics = _floats(trainer.callback_metrics)
     has_best = (
@@ -102,7 +107,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics.update(_floats(trainer.callback_metrics))
 
     if trainer.is_global_zero:
-        if logger:
+        if logger and not trainer.fast_dev_run:
             # The hparams view's metrics get their own ``hp/`` tags: logging the final values
             # under the curves' own tags would add a point at step 0, after the last step, which
             # TensorBoard's loader takes for a restart and purges every later point.
@@ -111,6 +116,26 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         _report(cfg, trainer, metrics)
     return metrics
+
+
+def _check_something_to_train(cfg: DictConfig) -> int:
+    """The step training starts from; refuses a run that would take no training step.
+
+    Raises:
+        CheckpointError: ``ckpt_path`` cannot be resumed from.
+        ValueError: ``trainer.max_epochs`` is below 1, or no more than the checkpoint's epochs.
+    """
+    epochs_done, start_step = 0, 0
+    if cfg.get("ckpt_path"):
+        epochs_done, start_step = training_checkpoint_progress(cfg.ckpt_path)
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs != -1 and max_epochs <= epochs_done:
+        done = f"the checkpoint has trained {epochs_done} epochs; " if epochs_done else ""
+        raise ValueError(
+            f"trainer.max_epochs={max_epochs} leaves nothing to train: {done}set "
+            f"trainer.max_epochs to at least {epochs_done + 1}."
+        )
+    return start_step
 
 
 def _plugins(trainer_cfg: DictConfig) -> list:

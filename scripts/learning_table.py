@@ -91,10 +91,11 @@ def main() -> None:
     if args.readme:
         for command in readme_train_commands((ROOT / "README.md").read_text()):
             if not any(needs in command for needs in NOT_HERE):
-                label = command.split("#")[0].strip()
+                sweep = "-m" in shlex.split(command, comments=True)
                 for job in overrides_of(command):
-                    if "-m" in label:  # a sweep's job: shown once, as the job it is
-                        label = f"bash scripts/train.sh {' '.join(job)}"
+                    # a sweep's job is shown as the command of that one job
+                    label = f"bash scripts/train.sh {' '.join(job)}" if sweep else command
+                    label = label.split("#")[0].strip()
                     if label not in (row[0] for row in rows):
                         rows.append((label, job))
     table = [

@@ -1,6 +1,6 @@
 # Sourced by scripts/test.sh and scripts/train.sh: make .venv on first use and refresh it when
-# pyproject.toml changes, then put it first on PATH. It leaves
-# the working directory alone: relative paths in a command mean what the user typed them against.
+# pyproject.toml changes, then put it first on PATH. It leaves the working directory alone:
+# relative paths in a command mean what they meant where the user typed it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"

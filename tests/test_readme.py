@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests import test_cli, test_train
 from tests.cases import TINY
+from tests.reliability import test_ddp, test_resume
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -44,7 +46,9 @@ def _online() -> bool:
 
 def _expected_error(command: str) -> str | None:
     """The README's documented error for a command this machine cannot run, else ``None``."""
-    if "trainer.accelerator=gpu" in command and not torch.cuda.is_available():
+    devices = re.search(r"trainer\.devices=(\d+)", command)
+    wanted = int(devices.group(1)) if devices else 1
+    if "trainer.accelerator=gpu" in command and torch.cuda.device_count() < wanted:
         return "gdtorch-train: error: MisconfigurationException"
     if "data=cifar10" in command and not _online():
         return "gdtorch-train: error: ConnectionError: cannot download CIFAR-10"
@@ -116,6 +120,21 @@ def test_every_relative_link_in_the_readme_is_inside_the_repository():
     assert "../" not in README
 
 
-def test_the_slow_tests_the_readme_mentions_are_marked():
-    marked = [p for p in (ROOT / "tests").rglob("test_*.py") if "mark.slow" in p.read_text()]
-    assert len(marked) >= 3
+def test_the_tests_the_readme_calls_slow_are_marked_slow():
+    """What ``-m "not slow"`` leaves out, as the README's Quick start lists it."""
+    slow = [
+        test_every_train_command_in_the_readme_runs_as_written,
+        test_train.test_the_shipped_defaults_learn_in_every_mode,
+        test_ddp.test_trainer_ddp_config_trains_on_two_processes_like_one,
+        test_ddp.test_weights_and_momentum_after_n_steps_equal_one_process,
+        test_resume.test_a_run_killed_with_sigkill_resumes_to_the_same_weights_as_an_uninterrupted_run,
+        test_cli.test_resuming_as_the_readme_says_continues_the_same_run,
+    ]
+    for test in slow:
+        assert "slow" in {mark.name for mark in test.pytestmark}, test.__name__
+
+
+def test_the_readme_has_its_learning_table():
+    assert "LEARNING_TABLE" not in README  # the placeholder it replaced
+    rows = [line for line in README.splitlines() if line.startswith("| `bash scripts/train.sh")]
+    assert len(rows) >= 7

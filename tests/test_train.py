@@ -11,13 +11,14 @@ from typing import ClassVar
 import lightning.pytorch as L
 import pytest
 import torch
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gdtorch import nn as gnn
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
-from gdtorch.train import run
+from gdtorch.train import resumed_hydra_subdir, resumed_run_dir, run
 from tests.cases import TINY, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,14 +154,22 @@ def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
 
 
 def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
-    from gdtorch.train import resumed_hydra_subdir, resumed_run_dir
-
-    ckpt = "outputs/2026-01-01/10-00-00/checkpoints/last.ckpt"
-    assert resumed_run_dir(ckpt, "outputs/new") == "outputs/2026-01-01/10-00-00"
+    run_dir = tmp_path / "outputs" / "2026-01-01" / "10-00-00"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run_dir / "checkpoints" / "epoch003.ckpt").write_bytes(b"")
+    last, best = (str(run_dir / "checkpoints" / n) for n in ("last.ckpt", "epoch003.ckpt"))
+    assert resumed_run_dir(last, "outputs/new") == "outputs/new"  # no .hydra/: not a run
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    assert resumed_run_dir(last, "outputs/new") == str(run_dir)
+    assert resumed_run_dir(best, "outputs/new") == "outputs/new"  # the run went on since
     assert resumed_run_dir(None, "outputs/new") == "outputs/new"
-    assert resumed_run_dir("elsewhere/model.ckpt", "outputs/new") == "outputs/new"
-    assert resumed_hydra_subdir(ckpt, ".hydra/resumed-x") == ".hydra/resumed-x"
-    assert resumed_hydra_subdir(None, ".hydra/resumed-x") == ".hydra"
+    assert resumed_run_dir(str(tmp_path / "elsewhere.ckpt"), "outputs/new") == "outputs/new"
+    assert resumed_run_dir("s3://bucket/run/checkpoints/last.ckpt", "new") == "new"
+    assert resumed_hydra_subdir(last, ".hydra/resumed-x", RunMode.RUN) == ".hydra/resumed-x"
+    assert resumed_hydra_subdir(last, ".hydra/resumed-x", RunMode.MULTIRUN) == ".hydra"
+    assert resumed_hydra_subdir(None, ".hydra/resumed-x", RunMode.RUN) == ".hydra"
 
 
 def test_fast_dev_run_through_the_command_line(tmp_path):

@@ -4,7 +4,7 @@ from gdtorch.lightning.audit import GradientAudit, GradientAuditError
 from gdtorch.lightning.checkpoint_io import (
     AtomicCheckpointIO,
     CheckpointError,
-    training_checkpoint_step,
+    training_checkpoint_progress,
 )
 from gdtorch.lightning.landscape import LossLandscape
 from gdtorch.lightning.module import CatClassifier
@@ -21,5 +21,5 @@ __all__ = [
     "NonFiniteLossError",
     "NonFiniteLossGuard",
     "TensorBoardExtras",
-    "training_checkpoint_step",
+    "training_checkpoint_progress",
 ]

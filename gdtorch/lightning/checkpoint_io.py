@@ -21,22 +21,27 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, unreadable, or not a gdtorch training checkpoint."""
 
 
-def training_checkpoint_step(path: str | Path) -> int:
-    """The ``global_step`` a training checkpoint was saved at, read as data only.
+def training_checkpoint_progress(path: str | Path) -> tuple[int, int]:
+    """``(epochs completed, global_step)`` of a training checkpoint, read as data only.
 
     Checks, before any training starts, that ``path`` is a checkpoint a run can resume from.
+    Lightning saves ``epoch`` as the index of the epoch that was running, and gdtorch-train's
+    checkpoints are written at the end of an epoch, so ``epoch + 1`` epochs are done.
 
     Raises:
         CheckpointError: ``path`` is missing, is not a readable ``torch.save`` file of tensors and
             plain containers, or holds no training state (``global_step``, ``loops``).
     """
     checkpoint = AtomicCheckpointIO().load_checkpoint(path, map_location="cpu")
-    if not isinstance(checkpoint, dict) or not {"global_step", "loops"} <= checkpoint.keys():
+    if (
+        not isinstance(checkpoint, dict)
+        or not {"epoch", "global_step", "loops"} <= checkpoint.keys()
+    ):
         raise CheckpointError(
             f"{path} is not a training checkpoint (no global_step or loop state): resume from a "
             f"last.ckpt or best checkpoint written by gdtorch-train."
         )
-    return int(checkpoint["global_step"])
+    return int(checkpoint["epoch"]) + 1, int(checkpoint["global_step"])
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

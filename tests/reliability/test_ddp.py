@@ -74,6 +74,7 @@ def one_process() -> dict:
         return ddp_worker.train(None, devices=1, mode="batch", steps=STEPS, batch_size=16)
 
 
+@pytest.mark.slow
 def test_both_processes_hold_the_same_parameters_and_momentum_buffers(two_processes):
     rank0, rank1 = two_processes
     assert (rank0["rank"], rank1["rank"], rank0["world_size"]) == (0, 1, 2)
@@ -84,6 +85,7 @@ def test_both_processes_hold_the_same_parameters_and_momentum_buffers(two_proces
             assert torch.equal(tensor, rank1[key][name]), (key, name)
 
 
+@pytest.mark.slow
 def test_each_step_the_processes_share_the_global_batch_without_overlap(two_processes, one_process):
     rank0, rank1 = two_processes
     assert len(rank0["batches"]) == len(rank1["batches"]) == len(one_process["batches"]) == STEPS
@@ -95,12 +97,14 @@ def test_each_step_the_processes_share_the_global_batch_without_overlap(two_proc
         torch.testing.assert_close(together, torch.tensor(sorted(expected), dtype=torch.float64))
 
 
+@pytest.mark.slow
 def test_weights_and_momentum_after_n_steps_equal_one_process(two_processes, one_process):
     for key in ("params", "momentum"):
         for name, expected in one_process[key].items():
             torch.testing.assert_close(two_processes[0][key][name], expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_trainer_ddp_config_trains_on_two_processes_like_one(tmp_path):
     """``trainer=ddp`` end to end (Hydra, run(cfg), the default callbacks, checkpoints).
 

@@ -40,12 +40,12 @@ def test_a_training_set_that_does_not_split_evenly_over_the_processes_is_flagged
     """
     datamodule = CatDataModule(mode="batch", n_train=33, n_val=8, n_test=8, image_size=16)
     datamodule.setup()
-    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=2)
+    datamodule.trainer = SimpleNamespace(global_rank=0, world_size=2, overfit_batches=0)
     with pytest.warns(UserWarning, match=r"n_train=33 is not a multiple of the 2 processes"):
         datamodule.train_dataloader()
     even = CatDataModule(mode="batch", n_train=32, n_val=8, n_test=8, image_size=16)
     even.setup()
-    even.trainer = SimpleNamespace(global_rank=0, world_size=2)
+    even.trainer = SimpleNamespace(global_rank=0, world_size=2, overfit_batches=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         even.train_dataloader()

@@ -75,7 +75,7 @@ def test_a_relative_data_root_is_the_callers_folder(tmp_path):
         (["data=folder", "data.root=no_such_folder"], ["FileNotFoundError", "no_such_folder"]),
         (["data.n_val=0"], ["ValueError", "n_val must be a positive int, got 0"]),
         (["ckpt_path=missing.ckpt"], ["CheckpointError", "checkpoint not found: missing.ckpt"]),
-        (["trainer.max_epochs=0"], ["ValueError", "no training step was taken"]),
+        (["trainer.max_epochs=0"], ["ValueError", "trainer.max_epochs=0 leaves nothing to train"]),
     ],
     ids=["data-root", "value", "checkpoint", "no-epochs"],
 )
@@ -140,3 +140,9 @@ def test_resuming_as_the_readme_says_continues_the_same_run(tmp_path):
     assert len(list((a / ".hydra").glob("resumed-*/overrides.yaml"))) == 1
     assert "ckpt_path" not in (a / ".hydra" / "overrides.yaml").read_text()
     assert (a / "gdtorch-train.log").read_text().count("test accuracy:") == 2
+    event_files = sorted((a / "tensorboard").glob("events.*"))
+    again = train(
+        tmp_path, *TINY, "ckpt_path=resumed/checkpoints/last.ckpt", "trainer.max_epochs=6"
+    )
+    assert_one_line_error(again, "the checkpoint has trained 6 epochs", "at least 7")
+    assert sorted((a / "tensorboard").glob("events.*")) == event_files  # the refusal logs nothing

@@ -8,6 +8,7 @@ callbacks and trainer from the config, fits, tests the best checkpoint and retur
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as L
@@ -76,24 +77,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
             checkpoint that has already trained ``trainer.max_epochs`` epochs).
     """
     start_step = _check_something_to_train(cfg)
-    L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = CatClassifier(
-        net=instantiate(cfg.model),
-        loss=instantiate(cfg.loss),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=scheduler,
-        input_shape=(3, cfg.data.image_size, cfg.data.image_size),
-        config=cfg,
-    )
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=callbacks, plugins=_plugins(cfg.trainer)
-    )
-
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer, model, datamodule = build(cfg)
+    logger = trainer.logger if cfg.get("logger") else None
+    with warnings.catch_warnings():
+        # Lightning compares log_every_n_steps with its batches per epoch, but gdtorch logs by
+        # updates, and one batch may carry many (data.updates_per_batch).
+        warnings.filterwarnings(
+            "ignore", message=r"The number of training batches \(\d+\) is smaller"
+        )
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if trainer.global_step <= start_step:  # e.g. trainer.max_steps reached already
         raise ValueError(
             f"no training step was taken (from step {start_step}): check trainer.max_epochs "
@@ -116,6 +108,34 @@ def run(cfg: DictConfig) -> dict[str, float]:
             )
         _report(cfg, trainer, metrics)
     return metrics
+
+
+def build(cfg: DictConfig) -> tuple[L.Trainer, CatClassifier, L.LightningDataModule]:
+    """The trainer, model and data module of ``cfg``, seeded, as ``run`` fits them.
+
+    Args:
+        cfg: a composed ``conf/train.yaml``.
+
+    Returns:
+        ``(trainer, model, datamodule)``: ``trainer.fit(model, datamodule=datamodule)`` trains.
+    """
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    model = CatClassifier(
+        net=instantiate(cfg.model),
+        loss=instantiate(cfg.loss),
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler,
+        input_shape=(3, cfg.data.image_size, cfg.data.image_size),
+        config=cfg,
+    )
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, logger=logger, callbacks=callbacks, plugins=_plugins(cfg.trainer)
+    )
+    return trainer, model, datamodule
 
 
 def _check_something_to_train(cfg: DictConfig) -> int:

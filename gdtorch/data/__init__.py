@@ -8,7 +8,7 @@ from gdtorch.data.base import CatImageDataset
 from gdtorch.data.cifar import CIFAR10Cats
 from gdtorch.data.datamodule import MODES, SOURCES, CatDataModule
 from gdtorch.data.folder import ImageFolderCats
-from gdtorch.data.loader import TensorBatchLoader
+from gdtorch.data.loader import TensorBatchLoader, Updates, first_update
 from gdtorch.data.synthetic import SyntheticCats
 
 __all__ = [
@@ -20,4 +20,6 @@ __all__ = [
     "ImageFolderCats",
     "SyntheticCats",
     "TensorBatchLoader",
+    "Updates",
+    "first_update",
 ]

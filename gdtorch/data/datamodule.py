@@ -43,6 +43,13 @@ class CatDataModule(L.LightningDataModule):
     - ``"stochastic"``: one example per batch, in a new random order every epoch;
     - ``"minibatch"``: ``batch_size`` examples per batch, in a new random order every epoch.
 
+    With ``updates_per_batch > 1`` (stochastic and mini-batch modes) the training loader serves
+    that many consecutive batches at a time as one :class:`Updates`; ``CatClassifier`` takes one
+    update per batch in it, so the result is the same and the trainer's cost per batch is paid
+    once for several updates. Lightning's batch counts (``limit_train_batches``,
+    ``overfit_batches``, the progress bar) then count these groups. Under a distributed strategy
+    each batch is one update (DDP synchronises the gradients once per forward of its wrapper).
+
     All data lives in memory as tensors and is served by :class:`TensorBatchLoader`. Images are
     normalised per channel with the mean and standard deviation of the training split only
     (``mean``, ``std``); ``train_set``/``val_set``/``test_set`` keep the raw ``[0, 1]`` images.
@@ -70,6 +77,8 @@ class CatDataModule(L.LightningDataModule):
         download: ``cifar10``: download CIFAR-10 into ``root`` in ``prepare_data`` if missing.
         device: where to keep the tensors: ``"auto"`` (the trainer's accelerator when the data
             fits, see above), a device such as ``"cuda"``, or ``None`` for the CPU.
+        updates_per_batch: training batches served together as one :class:`Updates` (see
+            above); ``1`` serves every batch on its own. Batch mode always serves one.
 
     Raises:
         ValueError: an unknown ``source`` or ``mode``, a non-positive size, or a missing ``root``.
@@ -99,13 +108,19 @@ class CatDataModule(L.LightningDataModule):
         positive_class: str = "cat",
         download: bool = False,
         device: str | torch.device | None = "auto",
+        updates_per_batch: int = 1,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ValueError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        sizes = {"batch_size": batch_size, "image_size": image_size, "n_val": n_val}
+        sizes = {
+            "batch_size": batch_size,
+            "image_size": image_size,
+            "n_val": n_val,
+            "updates_per_batch": updates_per_batch,
+        }
         optional = {"n_train": n_train, "n_test": n_test}
         if source == "synthetic":
             sizes.update(optional)
@@ -125,6 +140,7 @@ class CatDataModule(L.LightningDataModule):
         self.seed, self.num_workers = seed, num_workers
         self.balance, self.positive_class, self.download = balance, positive_class, download
         self.device = device
+        self.updates_per_batch = updates_per_batch
         self.train_set: CatImageDataset | None = None
         self.val_set: CatImageDataset | None = None
         self.test_set: CatImageDataset | None = None
@@ -223,6 +239,7 @@ class CatDataModule(L.LightningDataModule):
             normalize=(self.mean, self.std),
             rank=rank,
             world_size=world_size,
+            updates_per_batch=self.updates_per_batch if world_size == 1 else 1,
         )
         loader.epoch = self._train_epoch()  # a rebuilt loader continues the sequence of orders
         self._train_loader = loader

@@ -2,14 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 
 import torch
 
-__all__ = ["TensorBatchLoader"]
+__all__ = ["TensorBatchLoader", "Updates", "first_update"]
 
 _SEED_STRIDE = 0x9E3779B1  # spreads (seed, epoch) pairs over distinct generator seeds
+
+
+@dataclasses.dataclass
+class Updates:
+    """Several consecutive batches served as one: ``images`` and ``targets`` of all of them.
+
+    Iterating gives the ``(images, targets)`` batches of ``batch_size`` examples in order (the
+    last may be smaller), as views. A loader with ``updates_per_batch > 1`` yields these. A
+    training step that receives one takes one gradient-descent update per batch in it, in order
+    (see ``CatClassifier``), so that the trainer's fixed cost per batch is paid once for
+    several updates.
+
+    Attributes:
+        images: ``(n, ...)`` images of all the batches, in order.
+        targets: ``(n,)`` their targets.
+        batch_size: examples per update.
+    """
+
+    images: torch.Tensor
+    targets: torch.Tensor
+    batch_size: int
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return zip(
+            self.images.split(self.batch_size), self.targets.split(self.batch_size), strict=True
+        )
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.targets) / self.batch_size)
+
+
+def first_update(batch: tuple[torch.Tensor, torch.Tensor] | Updates) -> tuple[torch.Tensor, ...]:
+    """The ``(images, targets)`` of the first update a training batch takes."""
+    return next(iter(batch)) if isinstance(batch, Updates) else tuple(batch)
 
 
 class TensorBatchLoader:
@@ -35,14 +70,21 @@ class TensorBatchLoader:
         shuffle: draw a new order every epoch; otherwise batches follow the tensor order.
         seed: seed of the shuffling.
         normalize: optional per-channel ``(mean, std)``, each ``(C,)``: batches of images are
-            returned as ``(images - mean) / std``.
+            returned as ``(images - mean) / std``, computed once for all the images on the
+            first pass (and again after :meth:`to`), not per batch.
         rank: this process's index in a distributed run.
         world_size: the number of processes sharing the data.
+        updates_per_batch: how many consecutive batches to serve together as one
+            :class:`Updates`; ``1`` serves each ``(images, targets)`` on its own. The batches, and
+            their order, are the same either way.
 
     Example:
         >>> loader = TensorBatchLoader(torch.zeros(10, 3, 8, 8), torch.zeros(10), batch_size=4)
         >>> len(loader), [len(y) for _, y in loader]
         (3, [4, 4, 2])
+        >>> grouped = TensorBatchLoader(torch.zeros(10, 3), torch.zeros(10), 4, updates_per_batch=2)
+        >>> len(grouped), [[len(y) for _, y in updates] for updates in grouped]
+        (2, [[4, 4], [2]])
     """
 
     def __init__(
@@ -55,6 +97,7 @@ class TensorBatchLoader:
         normalize: tuple[torch.Tensor, torch.Tensor] | None = None,
         rank: int = 0,
         world_size: int = 1,
+        updates_per_batch: int = 1,
     ) -> None:
         if len(images) != len(targets):
             raise ValueError(
@@ -63,6 +106,12 @@ class TensorBatchLoader:
             )
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if (
+            isinstance(updates_per_batch, bool)
+            or not isinstance(updates_per_batch, int)
+            or updates_per_batch <= 0
+        ):
+            raise ValueError(f"updates_per_batch must be a positive int, got {updates_per_batch!r}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
         self.images = images
@@ -73,33 +122,47 @@ class TensorBatchLoader:
         self.epoch = 0
         self.rank = rank
         self.world_size = world_size
+        self.updates_per_batch = updates_per_batch
         self.mean, self.std = (None, None) if normalize is None else normalize
+        self._normalized: torch.Tensor | None = None
 
     def __len__(self) -> int:
-        """Batches per epoch for this process: ``ceil(shard / batch_size)``."""
-        return math.ceil(self.shard_size / self.batch_size)
+        """Batches per epoch for this process: ``⌈shard / (batch_size × updates_per_batch)⌉``."""
+        return math.ceil(self.shard_size / (self.batch_size * self.updates_per_batch))
 
     @property
     def shard_size(self) -> int:
         """Samples this process sees per epoch: ``ceil(N / world_size)`` (``N`` alone)."""
         return math.ceil(len(self.targets) / self.world_size)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | Updates]:
         order = self._order()
         self.epoch += 1
-        n = len(self.targets) if order is None else len(order)
-        for start in range(0, n, self.batch_size):
+        images, targets = self._served_images(), self.targets
+        n = len(targets) if order is None else len(order)
+        size, group = self.batch_size, self.batch_size * self.updates_per_batch
+        for start in range(0, n, group):
             if order is None:
-                images = self.images[start : start + self.batch_size]
-                targets = self.targets[start : start + self.batch_size]
+                group_images = images[start : start + group]
+                group_targets = targets[start : start + group]
             else:
-                idx = order[start : start + self.batch_size]
+                idx = order[start : start + group]
                 # index_select: several times faster than advanced indexing images[idx]
-                images = self.images.index_select(0, idx)
-                targets = self.targets.index_select(0, idx)
-            if self.mean is not None:
-                images = (images - self.mean.view(-1, 1, 1)) / self.std.view(-1, 1, 1)
-            yield images, targets
+                group_images = images.index_select(0, idx)
+                group_targets = targets.index_select(0, idx)
+            if self.updates_per_batch == 1:
+                yield group_images, group_targets
+            else:
+                yield Updates(group_images, group_targets, size)
+
+    def _served_images(self) -> torch.Tensor:
+        """The images as batches serve them: normalised once, on the first pass."""
+        if self.mean is None:
+            return self.images
+        if self._normalized is None:
+            mean, std = self.mean.view(-1, 1, 1), self.std.view(-1, 1, 1)
+            self._normalized = (self.images - mean) / std
+        return self._normalized
 
     def _order(self) -> torch.Tensor | None:
         """This epoch's indices for this process, or ``None`` for plain slices in tensor order."""
@@ -128,4 +191,5 @@ class TensorBatchLoader:
         self.targets = self.targets.to(device)
         if self.mean is not None:
             self.mean, self.std = self.mean.to(device), self.std.to(device)
+        self._normalized = None
         return self

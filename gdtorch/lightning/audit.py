@@ -8,6 +8,7 @@ import lightning.pytorch as L
 import torch
 from torch import Tensor
 
+from gdtorch.data import first_update
 from gdtorch.gradient_audit import AuditReport, audit
 
 
@@ -68,7 +69,7 @@ class GradientAudit(L.Callback):
         if step % self.every_n_steps or step == self._last_step:  # once per step (accumulation)
             return
         self._last_step = step
-        images, targets = batch
+        images, targets = first_update(batch)  # the update about to be taken
         report = audit(pl_module.net, TargetsLikeOutput(pl_module.loss_fn), images, targets)
         self.last_report = report
         for name in ("max_abs_diff", "max_rel_diff"):

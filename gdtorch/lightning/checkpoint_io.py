@@ -8,6 +8,7 @@ import os
 import pickle
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A process killed at any moment therefore leaves either the previous complete file or the new
     complete file at the path, never a truncated one (at worst an orphan ``.tmp`` file).
 
+    The checkpoint is serialised when it is saved, so later updates cannot change what it holds;
+    the write and its ``fsync`` then run on a background thread, one at a time and in order,
+    while training goes on. Every other call (save, load, remove) and ``teardown`` — which
+    Lightning calls when ``fit`` ends, also on an error — first waits for the write in flight,
+    and raises its error if it failed.
+
     Lightning's own save (``lightning.fabric.utilities.cloud_io._atomic_save``) writes inside an
     ``fsspec`` transaction whose local temporary file comes from ``tempfile.mkstemp()`` — in
     ``$TMPDIR``, not beside the target — and commits it with ``shutil.move``: a rename (atomic)
@@ -68,6 +75,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     holding other objects.
     """
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None
+
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
     ) -> None:
@@ -79,7 +91,29 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        atomic_write(target, buffer.getbuffer())
+        self._wait()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdtorch-ckpt")
+        self._pending = self._writer.submit(atomic_write, target, buffer.getbuffer())
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        self._wait()
+        super().remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        """Waits for the write in flight and stops the writer thread."""
+        try:
+            self._wait()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+
+    def _wait(self) -> None:
+        """Blocks until the write in flight is on disk; raises its error if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
     def load_checkpoint(
         self,
@@ -96,6 +130,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             CheckpointError: there is no file at ``path``, or it cannot be read (as data only,
                 unless ``weights_only=False``).
         """
+        self._wait()
         fs, stripped = url_to_fs(str(path))
         if not fs.isfile(stripped):
             raise CheckpointError(

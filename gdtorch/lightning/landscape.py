@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from gdtorch.data import first_update
 from gdtorch.lightning.audit import TargetsLikeOutput
 from gdtorch.lightning.tensorboard import tensorboard_writer
 
@@ -345,7 +346,7 @@ class LossLandscape(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if len(self._batches) < self.num_batches:
-            images, targets = batch
+            images, targets = first_update(batch)
             self._batches.append((images.detach(), targets.detach()))
         step = trainer.global_step
         if self._due(step) and len(self._points) >= self.max_points:
@@ -366,7 +367,8 @@ class LossLandscape(L.Callback):
     ) -> None:
         if self._recording:
             loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
-            self._losses.append(loss.detach().to(torch.float64))
+            # one loss per update when the batch took several: the first is at the recorded θ
+            self._losses.append(loss.detach().flatten()[0].to(torch.float64))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.epochs is not None and trainer.current_epoch in self.epochs:

@@ -9,7 +9,11 @@ import lightning.pytorch as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+
+from gdtorch.data import Updates
+from gdtorch.lightning._compat import backward_is_plain, count_extra_updates
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -22,11 +26,21 @@ class CatClassifier(L.LightningModule):
     it outputs logits ``z`` and the cat probability is ``σ(z)``; with any other loss (BCE, MSE,
     MAE — the tutorial's setting) it outputs the probability ``ŷ`` itself.
 
-    Logs ``train/loss`` and ``lr`` of one batch every ``trainer.log_every_n_steps`` updates,
-    ``val/loss``, ``val/acc`` and ``val/auroc`` after each validation, and ``test/loss``,
-    ``test/acc`` and ``test/auroc`` (torchmetrics, per stage). Lightning's step of a batch counts
-    the updates before it: batch ``k`` of training is step ``k``, and a validation is logged at
-    the step of the last update it follows.
+    Each training batch is one update ``θ ← θ − η∇C`` — or, when it is an
+    :class:`~gdtorch.data.Updates` of several batches, one update per batch in turn, so that the
+    trainer's fixed cost per batch is paid once for many of stochastic gradient descent's tiny
+    updates. The module therefore optimizes by hand (Lightning's manual optimization): it calls
+    ``zero_grad``, ``manual_backward`` and the optimizer's ``step`` for every update, which
+    Lightning counts in ``trainer.global_step`` and passes through its hooks
+    (``on_before_optimizer_step`` runs once per update, and so do the backward hooks whenever a
+    callback or the precision uses them: ``_compat.backward_is_plain``); an epoch-interval
+    scheduler steps at the end of each training epoch, ``ReduceLROnPlateau`` on ``val/loss``.
+    ``trainer.gradient_clip_val`` and ``accumulate_grad_batches`` are not available.
+
+    Logs ``train/loss`` and ``lr`` of every update ``k`` with ``(k + 1) %
+    trainer.log_every_n_steps == 0`` at step ``k``, ``val/loss``, ``val/acc`` and ``val/auroc``
+    after each validation, at the step of the last update before it, and ``test/loss``,
+    ``test/acc`` and ``test/auroc`` (torchmetrics, per stage).
 
     Args:
         net: the network, mapping images ``(N, 3, H, W)`` to one output per image ``(N, 1)``.
@@ -62,6 +76,7 @@ class CatClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self.outputs_logits = isinstance(loss, torch.nn.BCEWithLogitsLoss)
         self.example_input_array = torch.zeros(2, *input_shape)
+        self.automatic_optimization = False  # see training_step
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()
@@ -83,11 +98,63 @@ class CatClassifier(L.LightningModule):
         targets = targets.to(output.dtype).view_as(output)
         return self.loss_fn(output, targets), output, targets
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        loss, _, _ = self._loss(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch[1]))
-        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(batch[1]))
-        return loss
+    def training_step(self, batch: tuple[Tensor, Tensor] | Updates, batch_idx: int) -> Tensor:
+        """Gradient descent on ``batch``: ``θ ← θ − η∇C(θ)`` once per ``(images, targets)`` in it.
+
+        Returns:
+            The loss of each update, before it: shape ``(updates,)``.
+        """
+        trainer = self.trainer
+        optimizer = self.optimizers()
+        updates = batch if isinstance(batch, Updates) else (batch,)
+        # Lightning's backward adds two hook dispatches per update, as long as a tiny update.
+        plain_backward = len(updates) > 1 and backward_is_plain(trainer, self)
+        start, max_steps, log_every = (
+            trainer.global_step,
+            trainer.max_steps,
+            trainer.log_every_n_steps,
+        )
+        losses, logged = [], []
+        for step, images_targets in enumerate(updates, start):
+            if 0 <= max_steps <= step:
+                break
+            loss, _, _ = self._loss(images_targets)
+            optimizer.zero_grad()
+            if plain_backward:
+                loss.backward()
+            else:
+                self.manual_backward(loss)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            losses.append(loss.detach())
+            if (step + 1) % log_every == 0:
+                logged.append((step, step - start, lr))
+        losses = torch.stack(losses)
+        self._log_train(losses, logged)
+        count_extra_updates(trainer, len(losses) - 1)
+        return losses
+
+    def _log_train(self, losses: Tensor, logged: list[tuple[int, int, float]]) -> None:
+        """``train/loss`` and ``lr`` of the updates due, each at its own step (one device sync)."""
+        self.log("train/loss", losses[-1], prog_bar=True, logger=False)
+        if not logged or not self.loggers:
+            return
+        values = losses[[index for _, index, _ in logged]].tolist()
+        for (step, _, lr), value in zip(logged, values, strict=True):
+            for logger in self.loggers:
+                logger.log_metrics({"train/loss": value, "lr": lr}, step=step)
+
+    def on_train_epoch_end(self) -> None:
+        """Steps the scheduler once per epoch, after the epoch's validation."""
+        scheduler = self.lr_schedulers()
+        if scheduler is None:
+            return
+        if isinstance(scheduler, ReduceLROnPlateau):
+            if "val/loss" not in self.trainer.callback_metrics:
+                return  # no validation this epoch: ReduceLROnPlateau waits for the next one
+            scheduler.step(self.trainer.callback_metrics["val/loss"])
+        else:
+            scheduler.step()
 
     def _evaluate(self, stage: str, batch: tuple[Tensor, Tensor]) -> Tensor:
         loss, output, targets = self._loss(batch)

@@ -18,11 +18,13 @@ class NonFiniteLossError(RuntimeError):
 class NonFiniteLossGuard(L.Callback):
     """Stops the run with :class:`NonFiniteLossError` at the first non-finite training loss.
 
-    After each training batch (``on_train_batch_end``, when the optimizer step of that batch has
-    already been taken) the guard reads the batch's loss and, with ``check_parameters``, whether
-    every parameter is still finite. The first NaN or ±inf stops the run with a message naming
-    the step (``trainer.global_step`` when the batch started, as logged), the epoch, the batch
-    and the value, or the first non-finite parameter. A NaN prediction is a model bug, not bad
+    After each training batch (``on_train_batch_end``, when the optimizer steps of that batch have
+    already been taken) the guard reads the batch's loss — or its losses, one per update, when the
+    batch carried several updates (``CatClassifier`` on :class:`~gdtorch.data.Updates`) — and,
+    with ``check_parameters``, whether every parameter is still finite. The first NaN or ±inf
+    stops the run with a message naming the update's step (as logged: ``trainer.global_step``
+    when the batch started, plus the update's place in it), the epoch, the batch and the value,
+    or the first non-finite parameter. A NaN prediction is a model bug, not bad
     data: the losses do not check predictions (see the README), this guard does.
 
     Why this keeps the last good checkpoint intact: Lightning runs ``ModelCheckpoint`` after
@@ -76,7 +78,8 @@ class NonFiniteLossGuard(L.Callback):
         stop = trainer.strategy.reduce_boolean_decision(not local_ok, all=False)
         if not stop:
             return
-        where = f"step {self._step} (epoch {trainer.current_epoch}, batch {batch_idx})"
+        first_bad = 0 if loss is None else _first_non_finite(loss)
+        where = f"step {self._step + first_bad} (epoch {trainer.current_epoch}, batch {batch_idx})"
         value = None if loss is None else _value_of(loss)
         if value is not None and not math.isfinite(value):
             raise NonFiniteLossError(
@@ -128,6 +131,12 @@ def _loss_of(outputs: Any) -> Tensor | None:
     if isinstance(outputs, Mapping) and isinstance(outputs.get("loss"), Tensor):
         return outputs["loss"]
     return None
+
+
+def _first_non_finite(loss: Tensor) -> int:
+    """The index of the first non-finite element of ``loss`` (one per update), else 0."""
+    bad = (~torch.isfinite(loss.detach().flatten())).nonzero()
+    return int(bad[0]) if len(bad) else 0
 
 
 def _value_of(loss: Tensor) -> float | None:

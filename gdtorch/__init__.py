@@ -2,21 +2,37 @@
 
 ``import gdtorch.functional as GF``, ``from gdtorch.nn import Linear, ...`` and
 ``from gdtorch.optim import GradientDescent`` are the main entry points.
+
+``import gdtorch`` alone loads nothing yet: ``gdtorch.nn``, ``gdtorch.functional``,
+``gdtorch.optim``, ``gdtorch.audit`` and ``gdtorch.set_validation`` are imported on first use
+(PEP 562), so that ``gdtorch-train --help`` answers without loading torch.
 """
 
-from gdtorch import functional, nn, optim
-from gdtorch._validation import set_validation, validation_enabled
-from gdtorch.gradient_audit import AuditReport, AuditRow, audit
+from __future__ import annotations
 
-__all__ = [
-    "AuditReport",
-    "AuditRow",
-    "__version__",
-    "audit",
-    "functional",
-    "nn",
-    "optim",
-    "set_validation",
-    "validation_enabled",
-]
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_SUBMODULES = ("functional", "nn", "optim")
+_ATTRIBUTES = {
+    "set_validation": "gdtorch._validation",
+    "validation_enabled": "gdtorch._validation",
+    "AuditReport": "gdtorch.gradient_audit",
+    "AuditRow": "gdtorch.gradient_audit",
+    "audit": "gdtorch.gradient_audit",
+}
+__all__ = ["__version__", *_SUBMODULES, *_ATTRIBUTES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"gdtorch.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'gdtorch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,46 +1,56 @@
-"""Entry point: ``@hydra.main`` around :func:`gdtorch.train.run`, and the user-error shell."""
+"""Entry point: ``@hydra.main`` around :func:`gdtorch.train.run`, and the user-error shell.
+
+Lightning and the rest of the trainer are imported inside :func:`main`, when a run starts:
+``gdtorch-train --help`` and a config error answer without paying for them.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from gdtorch.lightning import NonFiniteLossError
-from gdtorch.train import run
+from gdtorch.config import CONFIG_DIR
 
 log = logging.getLogger(__name__)
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repository's conf/
 
-# Mistakes in a config, a data folder or a checkpoint: one line, not a traceback.
-USER_ERRORS = (
-    FileNotFoundError,
-    NotADirectoryError,
-    ValueError,  # gdtorch's CheckpointError and bad-value errors included
-    InstantiationException,
-    OmegaConfBaseException,
-    MisconfigurationException,
-    NonFiniteLossError,
-    ConnectionError,
-)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Mistakes in a config, a data folder or a checkpoint: one line, not a traceback."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    from gdtorch.lightning import NonFiniteLossError
+
+    return (
+        FileNotFoundError,
+        NotADirectoryError,
+        ValueError,  # gdtorch's CheckpointError and bad-value errors included
+        InstantiationException,
+        OmegaConfBaseException,
+        MisconfigurationException,
+        NonFiniteLossError,
+        ConnectionError,
+    )
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float:
     """``gdtorch-train [overrides...]``: train, test and log where the results are."""
+    from gdtorch.train import run
+
     _log_lightning_through_hydra()
     try:
         metrics = run(cfg)
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # Hydra runs the sweep's other jobs, then reports the first failure.
             log.error("gdtorch-train: error: %s", user_message(err))

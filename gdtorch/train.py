@@ -12,53 +12,14 @@ import warnings
 from pathlib import Path
 
 import lightning.pytorch as L
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+import gdtorch.config  # noqa: F401  (registers the config resolvers run(cfg) relies on)
 from gdtorch.lightning import AtomicCheckpointIO, CatClassifier, training_checkpoint_progress
 
 log = logging.getLogger(__name__)
-
-
-def input_size(image_size: int | str, channels: int | str = 3) -> int:
-    """Width of the first layer for square RGB images: ``channels × image_size²``."""
-    return int(channels) * int(image_size) ** 2
-
-
-def resumed_run_dir(ckpt_path: str | None, new_run_dir: str) -> str:
-    """``hydra.run.dir``: the run folder of ``ckpt_path`` when resuming, else ``new_run_dir``.
-
-    The ``last.ckpt`` of a gdtorch-train run, ``<run>/checkpoints/last.ckpt`` with
-    ``<run>/.hydra/config.yaml`` beside it, continues in ``<run>``. Any other checkpoint (an
-    earlier best one, whose run has moved on since, or a file from elsewhere) starts a new folder.
-    """
-    run_folder = _run_folder(ckpt_path)
-    return new_run_dir if run_folder is None else str(run_folder)
-
-
-def resumed_hydra_subdir(ckpt_path: str | None, resumed_subdir: str, mode: object) -> str:
-    """``hydra.output_subdir``: ``.hydra``, or ``resumed_subdir`` when a run resumes in place."""
-    sweep = getattr(mode, "name", mode) == RunMode.MULTIRUN.name  # a job has its sweep folder
-    in_place = not sweep and _run_folder(ckpt_path) is not None
-    return resumed_subdir if in_place else ".hydra"
-
-
-def _run_folder(ckpt_path: str | None) -> Path | None:
-    if not ckpt_path or "://" in ckpt_path:
-        return None
-    checkpoint = Path(ckpt_path).expanduser()
-    run = checkpoint.parent.parent
-    is_last = checkpoint.name == "last.ckpt" and checkpoint.parent.name == "checkpoints"
-    if is_last and checkpoint.is_file() and (run / ".hydra" / "config.yaml").is_file():
-        return run
-    return None
-
-
-OmegaConf.register_new_resolver("input_size", input_size, replace=True)
-OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
-OmegaConf.register_new_resolver("resumed_hydra_subdir", resumed_hydra_subdir, replace=True)
 
 
 def run(cfg: DictConfig) -> dict[str, float]:

@@ -18,7 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from gdtorch import nn as gnn
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
-from gdtorch.train import resumed_hydra_subdir, resumed_run_dir, run
+from gdtorch.config import resumed_hydra_subdir, resumed_run_dir
+from gdtorch.train import run
 from tests.cases import TINY, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]

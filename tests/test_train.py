@@ -16,9 +16,9 @@ from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gdtorch import nn as gnn
+from gdtorch.config import resumed_hydra_subdir, resumed_run_dir
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
-from gdtorch.config import resumed_hydra_subdir, resumed_run_dir
 from gdtorch.train import run
 from tests.cases import TINY, compose_train
 

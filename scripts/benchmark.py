@@ -52,19 +52,28 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as L
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, TensorDataset
 
 import gdtorch
 from gdtorch import nn as gnn
+from gdtorch.config import CONFIG_DIR
 from gdtorch.data import SyntheticCats, TensorBatchLoader
 from gdtorch.optim import GradientDescent
+from gdtorch.train import build
 
 LR = 1e-3
 MOMENTUM = 0.9
@@ -73,6 +82,12 @@ EAGER_BATCH_1_TARGET = 1.15
 COMPILED_TARGET = 1.05
 MEMORY_TARGET = 1.00
 OPTIMIZER_TARGET = 1.05
+RUN_TARGETS = {"stochastic": 1.5, "minibatch": 1.25, "batch": 1.25}
+EXTRAS_SHARE_TARGET = 0.05  # TensorBoardExtras + NonFiniteLossGuard: at most 5 % of a fit
+HELP_TARGET = 1.5  # gdtorch-train --help against python -c "import torch"
+IMPORT_EXTRA_TARGET = 0.3  # seconds the core import may add to python -c "import torch"
+# Row groups for --only: training step, memory and optimizer; epoch; run; process start-up.
+GROUPS = ("step", "epoch", "run", "process")
 OPTIMIZER_LAYERS = 50  # Linear(64, 64) layers: 100 parameter tensors
 CAT_NETWORK = (12288, 20, 7, 5, 1)  # the tutorial's network on 64×64×3 images
 CAT_IMAGE_SIZE = 64
@@ -115,6 +130,9 @@ class Settings:
         warmup: untimed calls per side before calibrating the inner iterations.
         compiled_shapes: the shapes of the ``train_step_compiled`` rows.
         epoch_sizes: the number of images of each gradient-descent mode's epoch.
+        run_cases: the overrides of each mode's ``run`` rows (a default run otherwise).
+        run_reps: paired repetitions of the ``run`` and ``run_extras`` rows.
+        process_reps: paired repetitions of the ``process`` rows.
         minibatch_size: the batch size of mini-batch gradient descent.
     """
 
@@ -123,6 +141,9 @@ class Settings:
     warmup: int
     compiled_shapes: tuple[Shape, ...]
     epoch_sizes: dict[str, int]
+    run_cases: dict[str, list[str]]
+    run_reps: int
+    process_reps: int
     minibatch_size: int = 64
 
 
@@ -132,13 +153,28 @@ FULL = Settings(
     warmup=5,
     compiled_shapes=SHAPES,
     epoch_sizes={"batch": 2048, "stochastic": 512, "minibatch": 2048},
+    # The issue's sizes; each mode's default epochs (stochastic 8, minibatch 20), batch 50.
+    run_cases={
+        "stochastic": ["data.mode=stochastic", "data.n_train=1000"],
+        "minibatch": ["data.mode=minibatch", "data.n_train=2000"],
+        "batch": ["data.mode=batch", "data.n_train=2000", "trainer.max_epochs=50"],
+    },
+    run_reps=5,
+    process_reps=5,
 )
+_TINY_RUN = ["data.n_train=32", "data.n_val=16", "data.n_test=16", "data.image_size=16"]
 QUICK = Settings(
     reps=3,
     rep_seconds=0.005,
     warmup=1,
     compiled_shapes=(STOCHASTIC_SHAPE,),
     epoch_sizes={"batch": 256, "stochastic": 64, "minibatch": 256},
+    run_cases={
+        mode: [f"data.mode={mode}", *_TINY_RUN, "trainer.max_epochs=2"]
+        for mode in ("stochastic", "minibatch", "batch")
+    },
+    run_reps=1,
+    process_reps=1,
 )
 
 
@@ -564,6 +600,217 @@ def _epoch_rows(settings: Settings) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- run
+
+
+def _run_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
+    """``conf/train.yaml`` with ``overrides``, writing under ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("train", overrides=[f"paths.output_dir={output_dir}", *overrides])
+
+
+@dataclasses.dataclass
+class _Fit:
+    """One ``trainer.fit`` as ``run(cfg)`` configures it, and what a plain loop needs to copy."""
+
+    seconds: float
+    epochs: int
+    updates: int
+    initial: dict[str, torch.Tensor]
+    final: dict[str, torch.Tensor]
+    datamodule: Any
+
+
+def _fit(overrides: Sequence[str]) -> _Fit:
+    """Builds a run with :func:`gdtorch.train.build` and times its ``trainer.fit``."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        trainer, model, datamodule = build(_run_config(overrides, Path(output_dir)))
+        initial = deepcopy(model.net.state_dict())
+        start = time.perf_counter()
+        trainer.fit(model, datamodule=datamodule)
+        seconds = time.perf_counter() - start
+    final = deepcopy(model.net.state_dict())
+    return _Fit(seconds, trainer.current_epoch, trainer.global_step, initial, final, datamodule)
+
+
+def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, torch.Tensor]]:
+    """The same updates as ``fit`` in a plain PyTorch loop: seconds and final weights.
+
+    The same network, loss and optimizer from the same config and initial weights, on the same
+    tensors in the same order (gdtorch's ``TensorBatchLoader``, one batch per update, normalised
+    once), with one validation pass (loss and accuracy) after every epoch.
+    """
+    cfg = _run_config(overrides, Path(tempfile.gettempdir()))
+    net = instantiate(cfg.model)
+    net.load_state_dict(fit.initial)
+    loss_fn = instantiate(cfg.loss)
+    optimizer = instantiate(cfg.optimizer)(net.parameters())
+    data, mode = fit.datamodule, cfg.data.mode
+    batch_size = {"batch": len(data.train_set), "stochastic": 1, "minibatch": cfg.data.batch_size}
+    outputs_logits = isinstance(loss_fn, torch.nn.BCEWithLogitsLoss)
+    start = time.perf_counter()
+    train = TensorBatchLoader(
+        data.train_set.images,
+        data.train_set.targets,
+        batch_size[mode],
+        shuffle=mode != "batch",
+        seed=cfg.data.seed,
+        normalize=(data.mean, data.std),
+    )
+    val = TensorBatchLoader(
+        data.val_set.images, data.val_set.targets, 1024, normalize=(data.mean, data.std)
+    )
+    for _ in range(fit.epochs):
+        for images, targets in train:
+            output = net(images)
+            loss = loss_fn(output, targets.to(output.dtype).view_as(output))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            for images, targets in val:
+                output = net(images)
+                loss = loss_fn(output, targets.to(output.dtype).view_as(output))
+                probability = torch.sigmoid(output) if outputs_logits else output
+                accuracy = ((probability.flatten() >= 0.5) == (targets >= 0.5)).float().mean()
+                loss.item(), accuracy.item()
+    return time.perf_counter() - start, net.state_dict()
+
+
+def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+def _run_rows(settings: Settings) -> Iterator[Row]:
+    """Per mode: ``trainer.fit`` of a default run against a plain loop of the same updates."""
+    for mode, overrides in settings.run_cases.items():
+        fits, plains, differences = [], [], []
+        for rep in range(settings.run_reps):
+            for side in ("fit", "plain") if rep % 2 == 0 else ("plain", "fit"):
+                if side == "fit":
+                    fits.append(_fit(overrides))
+                else:  # runs are seeded: an odd repetition's loop mirrors the previous fit
+                    seconds, final = _plain_run(overrides, fits[-1])
+                    plains.append(seconds)
+            differences.append(_max_difference(fits[-1].final, final))
+        seconds = [fit.seconds for fit in fits]
+        yield Row(
+            "run",
+            f"{mode}: {' '.join(o for o in overrides if not o.startswith('data.mode='))}",
+            "cpu",
+            "s",
+            Stats.of(seconds),
+            Stats.of(plains),
+            RUN_TARGETS[mode],
+            details={
+                "reps": settings.run_reps,
+                "epochs": fits[-1].epochs,
+                "updates": fits[-1].updates,
+                "max_weight_difference": max(differences),
+            },
+            paired_ratios=[f / p for f, p in zip(seconds, plains, strict=True)],
+        )
+
+
+def _extras_rows(settings: Settings) -> Iterator[Row]:
+    """Per mode: a default run's fit against the same fit without the extras and the guard.
+
+    The ratio ``r`` of the two is within target when the two callbacks take at most 5 % of the
+    fit: ``(r − 1) / r ≤ 0.05``.
+    """
+    without = ["callbacks.tensorboard_extras=null", "callbacks.non_finite_loss=null"]
+    for mode, overrides in settings.run_cases.items():
+        configs = (overrides, [*overrides, *without])
+        samples: tuple[list[float], list[float]] = ([], [])
+        for rep in range(settings.run_reps):
+            for side in (0, 1) if rep % 2 == 0 else (1, 0):
+                samples[side].append(_fit(configs[side]).seconds)
+        share = [1 - b / a for a, b in zip(*samples, strict=True)]
+        yield Row(
+            "run_extras",
+            f"{mode}: TensorBoardExtras + NonFiniteLossGuard",
+            "cpu",
+            "s",
+            Stats.of(samples[0]),
+            Stats.of(samples[1]),
+            1 / (1 - EXTRAS_SHARE_TARGET),
+            details={"reps": settings.run_reps, "share_of_fit": statistics.median(share)},
+            paired_ratios=[a / b for a, b in zip(*samples, strict=True)],
+        )
+
+
+class FirstStepClock(L.Callback):
+    """Prints the wall-clock time of the first training step, then ends the process at once."""
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        print(f"first-step-at {time.time()}", flush=True)
+        os._exit(0)
+
+
+def _command_seconds(command: Sequence[str], env: dict[str, str] | None = None) -> float:
+    """Wall-clock seconds from starting ``command`` to its exit, or to its first training step."""
+    start = time.time()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    for line in done.stdout.splitlines():
+        if line.startswith("first-step-at "):
+            return float(line.split()[1]) - start
+    return time.time() - start
+
+
+def _process_rows(settings: Settings) -> Iterator[Row]:
+    """Process start-up against ``python -c "import torch"``: the core import, ``--help``, and
+    the time to the first training step of ``gdtorch-train``."""
+    python = sys.executable
+    train = str(Path(python).parent / "gdtorch-train")
+    torch_import = [python, "-c", "import torch"]
+    scripts = str(Path(__file__).resolve().parent)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [scripts, os.environ.get("PYTHONPATH")])),
+    }
+    with tempfile.TemporaryDirectory() as output_dir:
+        cases = {
+            "import gdtorch, gdtorch.nn, gdtorch.functional, gdtorch.optim": (
+                [python, "-c", "import gdtorch, gdtorch.nn, gdtorch.functional, gdtorch.optim"],
+                None,
+                None,
+            ),
+            "gdtorch-train --help": ([train, "--help"], HELP_TARGET, None),
+            "gdtorch-train: process start to the first training step": (
+                [
+                    train,
+                    f"hydra.run.dir={output_dir}",
+                    "+callbacks.clock._target_=benchmark.FirstStepClock",
+                ],
+                None,
+                env,
+            ),
+        }
+        for name, (command, target, command_env) in cases.items():
+            samples: tuple[list[float], list[float]] = ([], [])
+            for rep in range(settings.process_reps):
+                for side in (0, 1) if rep % 2 == 0 else (1, 0):
+                    which = command if side == 0 else torch_import
+                    samples[side].append(
+                        _command_seconds(which, command_env if side == 0 else None)
+                    )
+            extra = [a - b for a, b in zip(*samples, strict=True)]
+            details = {"reps": settings.process_reps, "extra_seconds": statistics.median(extra)}
+            if name.startswith("import"):
+                details["extra_seconds_target"] = IMPORT_EXTRA_TARGET
+            yield Row(
+                "process",
+                name,
+                "cpu",
+                "s",
+                Stats.of(samples[0]),
+                Stats.of(samples[1]),
+                target,
+                details=details,
+                paired_ratios=[a / b for a, b in zip(*samples, strict=True)],
+            )
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -620,6 +867,16 @@ def _format_row(row: Row) -> str:
         target = ""
         if row.target is not None:
             target = f"≤ {row.target:.2f} {'pass' if row.meets_target else 'FAIL'}"
+        if "share_of_fit" in row.details:
+            target += (
+                f" (share of fit {row.details['share_of_fit']:.1%} ≤ {EXTRAS_SHARE_TARGET:.0%})"
+            )
+        if "extra_seconds" in row.details:
+            gd_cell += f" (+{row.details['extra_seconds']:.2f} s)"
+        if "extra_seconds_target" in row.details:
+            limit = row.details["extra_seconds_target"]
+            verdict = "pass" if row.details["extra_seconds"] <= limit else "FAIL"
+            target = f"+ ≤ {limit} s {verdict}"
         cells = [gd_cell, native_cell, f"{row.ratio:.3f}", target]
     return "| " + " | ".join([row.kind, row.name, row.device, *cells]) + " |"
 
@@ -663,13 +920,20 @@ def _training_step_rows(device: str, settings: Settings) -> Iterator[Row]:
         yield _compiled_row(shape, device, settings)
 
 
-def _cpu_rows(settings: Settings) -> Iterator[Row]:
-    """Every row kind, on the CPU."""
-    yield from _training_step_rows("cpu", settings)
-    for shape in SHAPES:
-        yield _memory_row(shape)
-    yield from _optimizer_rows("cpu", settings)
-    yield from _epoch_rows(settings)
+def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Row]:
+    """The row kinds of ``groups``, on the CPU."""
+    if "step" in groups:
+        yield from _training_step_rows("cpu", settings)
+        for shape in SHAPES:
+            yield _memory_row(shape)
+        yield from _optimizer_rows("cpu", settings)
+    if "epoch" in groups:
+        yield from _epoch_rows(settings)
+    if "run" in groups:
+        yield from _run_rows(settings)
+        yield from _extras_rows(settings)
+    if "process" in groups:
+        yield from _process_rows(settings)
 
 
 def _cuda_rows(settings: Settings) -> Iterator[Row]:
@@ -690,6 +954,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--only",
+        type=lambda text: text.split(","),
+        default=list(GROUPS),
+        help=f"comma-separated groups of rows among {','.join(GROUPS)} (default: all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -709,8 +979,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = _machine()
     sections = []
     if args.device in ("cpu", "all"):
-        sections.append(_cpu_rows(settings))
-    if args.device in ("cuda", "all"):
+        sections.append(_cpu_rows(settings, args.only))
+    if args.device in ("cuda", "all") and "step" in args.only:
         sections.append(_cuda_rows(settings))
     rows = []
     for section in sections:

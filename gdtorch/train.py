@@ -99,6 +99,23 @@ def build(cfg: DictConfig) -> tuple[L.Trainer, CatClassifier, L.LightningDataMod
     return trainer, model, datamodule
 
 
+def fit(
+    trainer: L.Trainer,
+    model: CatClassifier,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None = None,
+) -> None:
+    """``trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)``, as ``run`` fits.
+
+    Lightning warns when an epoch has fewer batches than ``trainer.log_every_n_steps``; gdtorch
+    logs by updates, and one batch may carry many (``data.updates_per_batch``), so that warning
+    is silenced here, and only it.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+
+
 def _check_something_to_train(cfg: DictConfig) -> int:
     """The step training starts from; refuses a run that would take no training step.
 

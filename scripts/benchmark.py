@@ -73,7 +73,7 @@ from gdtorch import nn as gnn
 from gdtorch.config import CONFIG_DIR
 from gdtorch.data import SyntheticCats, TensorBatchLoader
 from gdtorch.optim import GradientDescent
-from gdtorch.train import build
+from gdtorch.train import build, fit
 
 LR = 1e-3
 MOMENTUM = 0.9
@@ -622,12 +622,12 @@ class _Fit:
 
 
 def _fit(overrides: Sequence[str]) -> _Fit:
-    """Builds a run with :func:`gdtorch.train.build` and times its ``trainer.fit``."""
+    """Builds a run with :func:`gdtorch.train.build` and times its fit."""
     with tempfile.TemporaryDirectory() as output_dir:
         trainer, model, datamodule = build(_run_config(overrides, Path(output_dir)))
         initial = deepcopy(model.net.state_dict())
         start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule)
+        fit(trainer, model, datamodule)
         seconds = time.perf_counter() - start
     final = deepcopy(model.net.state_dict())
     return _Fit(seconds, trainer.current_epoch, trainer.global_step, initial, final, datamodule)

@@ -55,10 +55,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     complete file at the path, never a truncated one (at worst an orphan ``.tmp`` file).
 
     The checkpoint is serialised when it is saved, so later updates cannot change what it holds;
-    the write and its ``fsync`` then run on a background thread, one at a time and in order,
-    while training goes on. Every other call (save, load, remove) and ``teardown`` — which
-    Lightning calls when ``fit`` ends, also on an error — first waits for the write in flight,
-    and raises its error if it failed.
+    the write and its ``fsync`` then run on a background thread while training goes on. Writes
+    and removals run there one at a time, in the order they were asked for. ``load_checkpoint``
+    and ``teardown`` — which Lightning calls when ``fit`` ends, also on an error — wait for all
+    of them; the first one that failed raises its error there, or at the next save or removal.
 
     Lightning's own save (``lightning.fabric.utilities.cloud_io._atomic_save``) writes inside an
     ``fsspec`` transaction whose local temporary file comes from ``tempfile.mkstemp()`` — in
@@ -78,7 +78,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def __init__(self) -> None:
         super().__init__()
         self._writer: ThreadPoolExecutor | None = None
-        self._pending: Future | None = None
+        self._pending: list[Future] = []
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
@@ -91,17 +91,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        self._wait()
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdtorch-ckpt")
-        self._pending = self._writer.submit(atomic_write, target, buffer.getbuffer())
+        self._submit(atomic_write, target, buffer.getbuffer())
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        self._wait()
-        super().remove_checkpoint(path)
+        self._submit(super().remove_checkpoint, path)
+
+    def _submit(self, fn: Callable, *args: Any) -> None:
+        """Queues ``fn(*args)`` on the file thread, after raising any earlier failure."""
+        done = [future for future in self._pending if future.done()]
+        self._pending = [future for future in self._pending if not future.done()]
+        for future in done:
+            future.result()
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdtorch-ckpt")
+        self._pending.append(self._writer.submit(fn, *args))
 
     def teardown(self) -> None:
-        """Waits for the write in flight and stops the writer thread."""
+        """Waits for the queued writes and removals, and stops their thread."""
         try:
             self._wait()
         finally:
@@ -110,10 +116,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 self._writer = None
 
     def _wait(self) -> None:
-        """Blocks until the write in flight is on disk; raises its error if it failed."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Blocks until the queued writes and removals are done; raises the first failure."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
 
     def load_checkpoint(
         self,

@@ -94,9 +94,16 @@ class NonFiniteLossGuard(L.Callback):
             None,
         )
         if bad is not None:
+            update = f"the update of {where}"
+            taken = 1 if loss is None else loss.numel()
+            if taken > 1:  # any of the batch's updates may have made it non-finite
+                update = (
+                    f"one of the updates of steps {self._step}-{self._step + taken - 1} "
+                    f"(epoch {trainer.current_epoch}, batch {batch_idx})"
+                )
             raise NonFiniteLossError(
-                f"NonFiniteLossGuard: parameter {bad!r} is non-finite after the update of "
-                f"{where} (the training loss of that batch was {value}); training stopped "
+                f"NonFiniteLossGuard: parameter {bad!r} is non-finite after {update} "
+                f"(the training loss of that batch was {value}); training stopped "
                 f"before any checkpoint of these weights was written. Lower the learning rate "
                 f"or resume from the last checkpoint."
             )

@@ -204,7 +204,9 @@ def prediction_grid(images: Tensor, targets: Tensor, probabilities: Tensor) -> T
     tiles[:, :, frame : frame + height, frame : frame + width] = scaled
     top = 2 * frame + height
     tiles[:, :, top : top + bar, frame : frame + width] = 0.0
-    for tile, probability in zip(tiles, probabilities.clamp(0, 1), strict=True):
+    # A NaN probability (a diverged model) leaves its bar empty rather than failing the run.
+    shown = probabilities.nan_to_num(nan=0.0).clamp(0, 1)
+    for tile, probability in zip(tiles, shown, strict=True):
         filled = round(float(probability) * width)
         tile[:, top : top + bar, frame : frame + filled] = 1.0
     return make_grid(tiles, nrow=8, padding=2, pad_value=1.0)
@@ -229,14 +231,21 @@ def histogram(values: Tensor, bins: int = 64) -> dict[str, Any]:
     """
     values = values.detach().flatten().double()
     low, high = values.min().item(), values.max().item()
-    counts = (
-        torch.histc(values, bins, low, high) if high > low else values.new_full((1,), len(values))
-    )
-    limits = (
-        torch.linspace(low, high, len(counts) + 1)[1:]
-        if high > low
-        else values.new_full((1,), high)
-    )
+    if high > low:
+        # torch.histc overflows to one bucket when (high - low) × bins does: then the values are
+        # counted scaled by a power of two (exact), to at most 1 in magnitude. The limits are
+        # float64, as the values are (float32 stops at 3.4e38, below a 64-bit run's finite
+        # weights).
+        scale = 1.0
+        if not math.isfinite((high - low) * bins):
+            scale = 2.0 ** -math.frexp(max(abs(low), abs(high)))[1]
+        counts = torch.histc(values * scale, bins, low * scale, high * scale)
+        limits = torch.linspace(low * scale, high * scale, bins + 1, dtype=torch.float64)[1:]
+        limits = limits / scale
+        limits[-1] = high  # the last bucket ends at the largest value, whatever the rounding
+    else:
+        counts = values.new_full((1,), len(values))
+        limits = values.new_full((1,), high)
     return {
         "min": low,
         "max": high,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdtorch.data import CatDataModule, SyntheticCats
+from gdtorch.data import CatDataModule, SyntheticCats, Updates
 
 SMALL = {"n_train": 40, "n_val": 12, "n_test": 10, "image_size": 16}
 
@@ -50,6 +50,54 @@ def test_reshuffling_between_epochs(mode: str, reshuffled: bool) -> None:
     first, second = (torch.cat([x for x, _ in loader]) for _ in range(2))
     assert fingerprints(first) == fingerprints(second)  # every example, once per epoch
     assert (not torch.equal(first, second)) == reshuffled
+
+
+def updates_of(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of training batches, one ``(images, targets)`` per update, in order."""
+    batches = []
+    for batch in loader:
+        batches.extend(batch if isinstance(batch, Updates) else [batch])
+    return batches
+
+
+@pytest.mark.parametrize(
+    ("mode", "updates_per_batch", "groups"),
+    [
+        ("minibatch", 2, [[16, 16], [8]]),
+        ("minibatch", 8, [[16, 16, 8]]),
+        ("stochastic", 16, [[1] * 16, [1] * 16, [1] * 8]),
+        ("batch", 4, [[40]]),  # the whole set is one update, whatever updates_per_batch
+    ],
+)
+def test_updates_per_batch_groups_the_same_training_batches(mode, updates_per_batch, groups):
+    grouped = ready(mode=mode, batch_size=16, updates_per_batch=updates_per_batch)
+    single = ready(mode=mode, batch_size=16)
+    grouped_loader, single_loader = grouped.train_dataloader(), single.train_dataloader()
+    assert len(grouped_loader) == len(groups)
+    for _ in range(2):  # reshuffled alike every epoch
+        served = list(grouped_loader)
+        assert all(isinstance(batch, Updates) for batch in served)
+        assert [[len(y) for _, y in batch] for batch in served] == groups
+        expected = updates_of(single_loader)
+        assert len(updates_of(served)) == len(expected)
+        for (x, y), (x_, y_) in zip(updates_of(served), expected, strict=True):
+            assert torch.equal(x, x_) and torch.equal(y, y_)
+    assert grouped.state_dict() == single.state_dict() == {"train_epoch": 2}
+
+
+class _DistributedTrainer:
+    overfit_batches = 0
+
+    def __init__(self, rank: int) -> None:
+        self.global_rank, self.world_size = rank, 2
+
+
+def test_updates_per_batch_is_one_update_a_batch_under_a_distributed_strategy() -> None:
+    dm = ready(mode="minibatch", batch_size=8, updates_per_batch=4)
+    dm.trainer = _DistributedTrainer(rank=1)
+    batches = list(dm.train_dataloader())
+    assert [type(batch) for batch in batches] == [tuple] * 3  # 20 examples: 8, 8, 4
+    assert [len(y) for _, y in batches] == [8, 8, 4]
 
 
 def test_eval_loaders_serve_every_example_in_order() -> None:
@@ -168,6 +216,9 @@ def test_overfitting_serves_the_same_batches_every_epoch(mode: str) -> None:
         ({"n_val": -1}, "n_val must be a positive int, got -1"),
         ({"n_test": 0}, "n_test must be a positive int, got 0"),
         ({"image_size": 0}, "image_size must be a positive int, got 0"),
+        ({"updates_per_batch": 0}, "updates_per_batch must be a positive int, got 0"),
+        ({"updates_per_batch": 2.0}, "updates_per_batch must be a positive int, got 2.0"),
+        ({"updates_per_batch": True}, "updates_per_batch must be a positive int, got True"),
         ({"num_workers": -1}, "num_workers must be a non-negative int, got -1"),
         ({"source": "cifar10"}, "source 'cifar10' needs root"),
         ({"source": "folder", "root": "x", "n_test": -2}, "n_test must be a positive int, got -2"),

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import lightning.pytorch as L
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdtorch import nn as gnn
+from gdtorch.data import TensorBatchLoader
 from gdtorch.lightning import CatClassifier, TensorBoardExtras
 
 
@@ -65,9 +68,11 @@ def test_trains_and_reports_metrics_for_logits_and_probabilities(
     before = trainer.validate(model, val, verbose=False)[0]["val/loss"]
     trainer.fit(model, train, val)
     metrics = trainer.callback_metrics
-    assert {"train/loss", "lr", "val/loss", "val/acc", "val/auroc"} <= metrics.keys()
+    assert {"train/loss", "val/loss", "val/acc", "val/auroc"} <= metrics.keys()
+    assert "lr" not in metrics  # logged straight to the loggers (none here), at its own step
     assert metrics["val/loss"] < before
-    assert metrics["lr"] == pytest.approx(0.5)
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.5
+    assert trainer.global_step == 3 * 4  # one update per batch of 16: 4 a epoch
     test = trainer.test(model, val, verbose=False)[0]
     assert {"test/loss", "test/acc", "test/auroc"} <= test.keys()
     probabilities = torch.cat(trainer.predict(model, val))
@@ -131,3 +136,179 @@ def test_tensorboard_extras_writes_norms_ratios_histograms_and_predictions(tmp_p
 def test_tensorboard_extras_rejects_bad_arguments():
     with pytest.raises(ValueError, match="every_n_steps must be >= 1, got 0"):
         TensorBoardExtras(every_n_steps=0)
+
+
+# One update per batch of 8, or several per Lightning batch (an Updates): the same updates.
+N_TRAIN, BATCH_SIZE = 64, 8
+UPDATES_PER_EPOCH = N_TRAIN // BATCH_SIZE
+
+
+def _data() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(N_TRAIN, 3, 4, 4, generator=generator)
+    return images, (images[:, 0].mean((1, 2)) > images[:, 2].mean((1, 2))).float()
+
+
+def _train_loader(updates_per_batch: int) -> TensorBatchLoader:
+    return TensorBatchLoader(
+        *_data(), BATCH_SIZE, shuffle=True, seed=1, updates_per_batch=updates_per_batch
+    )
+
+
+def _net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return gnn.MLP([48, 8, 1])
+
+
+def _fit_updates(tmp_path, updates_per_batch: int, scheduler=None, **kwargs):
+    """Fits on shuffled batches of 8; returns the trainer, the module and the TensorBoard events."""
+    model = CatClassifier(
+        net=_net(),
+        loss=gnn.BCEWithLogitsLoss(),
+        optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+        scheduler=scheduler,
+        input_shape=(3, 4, 4),
+    )
+    logger = L.loggers.TensorBoardLogger(tmp_path / f"k{updates_per_batch}", name="", version="")
+    options = dict(max_epochs=2, logger=logger, log_every_n_steps=3, num_sanity_val_steps=0)
+    trainer = _trainer(tmp_path, **{**options, **kwargs})
+    val = TensorBatchLoader(*_data(), batch_size=32)
+    with warnings.catch_warnings():  # Lightning compares log_every_n_steps with its batches
+        warnings.filterwarnings("ignore", message=r"The number of training batches")
+        trainer.fit(model, _train_loader(updates_per_batch), val)
+    events = EventAccumulator(logger.log_dir)
+    events.Reload()
+    return trainer, model, events
+
+
+def _reference(updates: int, epochs: int, scheduler=None) -> tuple[dict, list[float], list]:
+    """The same gradient descent as a plain loop: weights, loss before each update, each lr."""
+    net = _net()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    schedule = None if scheduler is None else scheduler(optimizer)
+    loss_fn, loader = gnn.BCEWithLogitsLoss(), _train_loader(1)
+    losses, lrs = [], []
+    for _ in range(epochs):
+        for images, targets in loader:
+            if len(losses) == updates:
+                break
+            output = net(images)
+            loss = loss_fn(output, targets.view_as(output))
+            optimizer.zero_grad()
+            loss.backward()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            losses.append(loss.item())
+        if schedule is not None:
+            schedule.step()
+    return {f"net.{k}": v for k, v in net.state_dict().items()}, losses, lrs
+
+
+def _scalars(events: EventAccumulator, tag: str) -> list[tuple[int, float]]:
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def _assert_same_weights(model: CatClassifier, expected: dict[str, torch.Tensor]) -> None:
+    weights = model.state_dict()
+    assert expected.keys() <= weights.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(weights[name], tensor), name
+
+
+@pytest.mark.parametrize("updates_per_batch", [1, 3, 4, 8])
+def test_a_batch_of_updates_is_the_same_gradient_descent_as_one_update_per_batch(
+    tmp_path, updates_per_batch
+):
+    trainer, model, events = _fit_updates(tmp_path, updates_per_batch)
+    weights, losses, _ = _reference(updates=2 * UPDATES_PER_EPOCH, epochs=2)
+    assert trainer.global_step == 2 * UPDATES_PER_EPOCH  # updates, not Lightning batches
+    _assert_same_weights(model, weights)
+    # train/loss and lr of every third update (log_every_n_steps=3), each at its own step, the
+    # loss before that update; the validations after the last update of each epoch.
+    logged = [step for step in range(2 * UPDATES_PER_EPOCH) if (step + 1) % 3 == 0]
+    assert [step for step, _ in _scalars(events, "train/loss")] == logged == [2, 5, 8, 11, 14]
+    for step, value in _scalars(events, "train/loss"):
+        assert value == pytest.approx(losses[step], rel=1e-6)
+    assert _scalars(events, "lr") == [(step, 0.5) for step in logged]
+    assert [step for step, _ in _scalars(events, "val/loss")] == [7, 15]
+
+
+def test_the_logged_curves_do_not_depend_on_updates_per_batch(tmp_path):
+    _, _, one = _fit_updates(tmp_path, 1)
+    _, _, grouped = _fit_updates(tmp_path, 4)
+    tags = set(one.Tags()["scalars"])
+    assert {"train/loss", "lr", "val/loss", "val/acc", "val/auroc"} <= tags
+    assert set(grouped.Tags()["scalars"]) == tags
+    for tag in sorted(tags):
+        assert _scalars(grouped, tag) == _scalars(one, tag), tag
+
+
+@pytest.mark.parametrize("updates_per_batch", [1, 4])
+def test_max_steps_stops_at_that_update_inside_a_batch_of_updates(tmp_path, updates_per_batch):
+    trainer, model, events = _fit_updates(tmp_path, updates_per_batch, max_steps=6)
+    assert trainer.global_step == 6  # the second batch of 4 updates stops after 2
+    weights, _, _ = _reference(updates=6, epochs=1)
+    _assert_same_weights(model, weights)
+    assert [step for step, _ in _scalars(events, "train/loss")] == [2, 5]
+
+
+def test_an_epoch_scheduler_steps_once_per_epoch_with_batches_of_updates(tmp_path):
+    step_lr = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    trainer, model, events = _fit_updates(
+        tmp_path, 4, scheduler=step_lr, max_epochs=3, log_every_n_steps=1
+    )
+    weights, _, lrs = _reference(updates=3 * UPDATES_PER_EPOCH, epochs=3, scheduler=step_lr)
+    assert lrs == [0.5] * 8 + [0.25] * 8 + [0.125] * 8  # the reference: once per epoch
+    assert _scalars(events, "lr") == list(enumerate(lrs))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.5 * 0.5**3
+    _assert_same_weights(model, weights)
+
+
+class RecordingPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
+    """ReduceLROnPlateau that records every value it is stepped with."""
+
+    def __init__(self, optimizer, **kwargs) -> None:
+        super().__init__(optimizer, **kwargs)
+        self.seen: list[float] = []
+
+    def step(self, metrics, *args, **kwargs) -> None:
+        self.seen.append(float(metrics))
+        super().step(metrics, *args, **kwargs)
+
+
+class ValLosses(L.Callback):
+    """Each validation's val/loss, as the trainer's callback metrics hold it."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.losses.append(float(trainer.callback_metrics["val/loss"]))
+
+
+def test_reduce_on_plateau_is_stepped_with_each_epochs_val_loss(tmp_path):
+    val_losses = ValLosses()
+    plateau = functools.partial(
+        RecordingPlateau, factor=0.5, patience=0, threshold=10.0, threshold_mode="abs"
+    )
+    trainer, _, events = _fit_updates(
+        tmp_path, 4, scheduler=plateau, max_epochs=3, callbacks=[val_losses]
+    )
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert len(val_losses.losses) == 3
+    assert scheduler.seen == val_losses.losses
+    # threshold=10 (absolute): no validation counts as better than the first, so each later
+    # one halves the learning rate.
+    assert trainer.optimizers[0].param_groups[0]["lr"] == 0.5 * 0.5**2
+    assert [value for _, value in _scalars(events, "val/loss")] == pytest.approx(val_losses.losses)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("gradient_clip_val", 1.0), ("accumulate_grad_batches", 2)]
+)
+def test_options_of_automatic_optimization_are_refused(tmp_path, name, value):
+    model = _classifier(gnn.BCEWithLogitsLoss(), None)
+    train, val = _loaders()
+    with pytest.raises(MisconfigurationException, match=name):
+        _trainer(tmp_path, max_epochs=1, **{name: value}).fit(model, train, val)

@@ -1,20 +1,22 @@
-"""TensorBoardExtras: its steps, its cadence, non-finite values and its figure."""
+"""TensorBoardExtras: its steps, its cadence, non-finite values, its image grid and histograms."""
 
 from __future__ import annotations
 
 import functools
+import math
+import warnings
 
 import lightning.pytorch as L
 import pytest
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdtorch import nn as gnn
+from gdtorch.data import TensorBatchLoader
 from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGuard
 from gdtorch.lightning import TensorBoardExtras as Extras
-from gdtorch.lightning.tensorboard import prediction_grid
+from gdtorch.lightning.tensorboard import histogram, prediction_grid, prediction_table
 from gdtorch.train import run
 from tests.cases import TINY, compose_train
 
@@ -61,12 +63,29 @@ class StopAt(L.Callback):
         trainer.should_stop = trainer.current_epoch >= self.epoch
 
 
-def _fit(tmp_path, extras: Extras, *, batch_size: int = 16, poison_step: int = 10**9, **kwargs):
-    """Fits a tiny classifier on 64 images of 3×4×4; returns the trainer and the event reader."""
+def _fit(
+    tmp_path,
+    extras: Extras,
+    *,
+    batch_size: int = 16,
+    poison_step: int = 10**9,
+    updates_per_batch: int | None = None,
+    **kwargs,
+):
+    """Fits a tiny classifier on 64 images of 3×4×4; returns the trainer and the event reader.
+
+    The training batches come in order from a DataLoader, or from a TensorBatchLoader serving
+    ``updates_per_batch`` of them together.
+    """
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(64, 3, 4, 4, generator=generator)
     targets = (images[:, 0].mean((1, 2)) > images[:, 2].mean((1, 2))).float()
     data = TensorDataset(images, targets)
+    if updates_per_batch is None:
+        train = DataLoader(data, batch_size=batch_size)
+    else:
+        train = TensorBatchLoader(images, targets, batch_size, updates_per_batch=updates_per_batch)
+    torch.manual_seed(0)  # the same initial weights in every fit
     model = CatClassifier(
         net=PoisonedNet(poison_step),
         loss=gnn.BCEWithLogitsLoss(),
@@ -87,8 +106,11 @@ def _fit(tmp_path, extras: Extras, *, batch_size: int = 16, poison_step: int = 1
     trainer = L.Trainer(
         **{**options, **kwargs, "callbacks": [extras, *kwargs.get("callbacks", [])]}
     )
-    trainer.fit(model, DataLoader(data, batch_size=batch_size), DataLoader(data, batch_size=32))
-    events = EventAccumulator(logger.log_dir, size_guidance={"histograms": 0, "images": 0})
+    with warnings.catch_warnings():  # Lightning compares log_every_n_steps with its batches
+        warnings.filterwarnings("ignore", message=r"The number of training batches")
+        trainer.fit(model, train, DataLoader(data, batch_size=32))
+    sizes = {"histograms": 0, "images": 0, "tensors": 0}
+    events = EventAccumulator(logger.log_dir, size_guidance=sizes)
     events.Reload()
     return trainer, events
 
@@ -114,12 +136,43 @@ def test_grad_norms_are_logged_once_each_at_the_step_of_their_update(tmp_path):
         assert event.value == pytest.approx(recorder.losses[event.step], rel=1e-6)
 
 
+@pytest.mark.parametrize("updates_per_batch", [2, 3])
+def test_batches_of_updates_log_what_one_update_per_batch_logs(tmp_path, updates_per_batch):
+    def fit(folder: str, updates: int | None):
+        extras = Extras(every_n_steps=3, every_n_epochs=2, num_images=4)
+        return _fit(
+            tmp_path / folder, extras, batch_size=8, updates_per_batch=updates, log_every_n_steps=2
+        )
+
+    one_trainer, one = fit("one", None)
+    grouped_trainer, grouped = fit("grouped", updates_per_batch)
+    assert one_trainer.global_step == grouped_trainer.global_step == 3 * 8
+    tags = one.Tags()
+    assert {"grad_norm/net.mlp.0.weight", "update_ratio/net.mlp.0.weight"} <= set(tags["scalars"])
+    assert _steps(one, "grad_norm/net.mlp.0.weight") == list(range(0, 24, 3))
+    assert _steps(one, "train/loss") == list(range(1, 24, 2))
+    for kind in ("scalars", "histograms", "images"):
+        assert set(grouped.Tags()[kind]) == set(tags[kind]), kind
+    for tag in tags["scalars"]:
+        expected = [(e.step, e.value) for e in one.Scalars(tag)]
+        assert [(e.step, e.value) for e in grouped.Scalars(tag)] == expected, tag
+    for tag in tags["histograms"]:  # weights after, and gradients of, each epoch's last update
+        expected = [(e.step, e.histogram_value) for e in one.Histograms(tag)]
+        assert [(e.step, e.histogram_value) for e in grouped.Histograms(tag)] == expected, tag
+    assert _steps(grouped, "weights/net.mlp.0.weight", "Histograms") == [7, 23]
+    expected = [(e.step, e.encoded_image_string) for e in one.Images("val/predictions")]
+    assert [(e.step, e.encoded_image_string) for e in grouped.Images("val/predictions")] == (
+        expected
+    )
+
+
 @pytest.mark.parametrize(
     ("every_n_epochs", "max_epochs", "stop_at", "epochs"),
     [
         (3, 8, None, [0, 3, 6, 7]),  # and the last epoch
-        (None, 25, None, [0, 3, 6, 9, 12, 15, 18, 21, 24]),  # every ⌈25 / 10⌉ epochs
-        (None, 25, 10, [0, 3, 6, 9, 10]),  # early stopped: its last epoch too
+        (None, 25, None, [0, 5, 10, 15, 20, 24]),  # every ⌈25 / 5⌉ epochs, and the last
+        (None, 25, 12, [0, 5, 10, 12]),  # early stopped: its last epoch too
+        (None, 25, 10, [0, 5, 10]),  # early stopped at an epoch that was due anyway
         (None, 4, None, [0, 1, 2, 3]),
     ],
 )
@@ -137,7 +190,20 @@ def test_histograms_and_predictions_every_n_epochs_and_at_the_last(
     assert _steps(events, "weights/net.mlp.0.weight", "Histograms") == epochs
     assert _steps(events, "grads/net.mlp.0.weight", "Histograms") == epochs
     assert _steps(events, "val/predictions", "Images") == epochs
+    assert _steps(events, "val/predictions/text_summary", "Tensors") == epochs  # the table
     assert set(epochs) <= set(_steps(events, "val/loss"))  # the same step axis
+
+
+@pytest.mark.parametrize("max_epochs", [5, 12, 40])
+def test_by_default_histograms_and_predictions_come_about_five_times_a_run(tmp_path, max_epochs):
+    _, events = _fit(
+        tmp_path, Extras(every_n_steps=100, num_images=2), batch_size=64, max_epochs=max_epochs
+    )
+    every = math.ceil(max_epochs / 5)
+    expected = sorted({*range(0, max_epochs, every), max_epochs - 1})
+    assert _steps(events, "weights/net.mlp.0.weight", "Histograms") == expected
+    assert _steps(events, "val/predictions", "Images") == expected
+    assert 5 <= len(expected) <= 6
 
 
 def test_histograms_are_at_the_step_of_the_epochs_last_update(tmp_path):
@@ -164,7 +230,8 @@ def test_a_nan_gradient_is_left_to_the_non_finite_guard(tmp_path, batch_size):
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
-        # Weights beyond the histogram buckets (±1e20) but finite: the run goes on.
+        # Weights beyond ±1e20 (add_histogram's default buckets) but finite: the run goes on,
+        # with their histograms.
         (["data.mode=batch", "optimizer.lr=1e30"], None),
         (["data.mode=minibatch", "data.batch_size=32", "optimizer.lr=1e38"], NonFiniteLossError),
     ],
@@ -179,23 +246,150 @@ def test_a_diverging_run_ends_in_the_guard_not_in_a_histogram(tmp_path, override
             run(cfg)
 
 
+def _tile_origins(n: int, tile_height: int, tile_width: int) -> list[tuple[int, int]]:
+    """Where make_grid puts each tile: eight a row, 2 pixels apart (a single tile: alone)."""
+    if n == 1:
+        return [(0, 0)]
+    return [(2 + (i // 8) * (tile_height + 2), 2 + (i % 8) * (tile_width + 2)) for i in range(n)]
+
+
+def _colour(pixel: torch.Tensor) -> str:
+    r, g, b = pixel.tolist()
+    if g > 2 * r and g > 2 * b:
+        return "green"
+    if r > 2 * g and r > 2 * b:
+        return "red"
+    return "other"
+
+
 @pytest.mark.parametrize("n", [16, 9, 5, 1])
-def test_prediction_grid_titles_clear_every_image(n):
-    images = torch.rand(n, 3, 16, 16)
+def test_prediction_grid_frames_right_green_wrong_red_above_a_bar_of_p_cat(n):
+    height, width, frame, bar = 16, 16, 1, 2  # the frame and bar of 16×16 images
+    images = torch.rand(n, 3, height, width) * 5 - 2
     targets = (torch.arange(n) % 2).float()
-    figure = prediction_grid(images, targets, torch.linspace(0, 1, n))
-    FigureCanvasAgg(figure).draw()
-    renderer = figure.canvas.get_renderer()
-    shown = [ax for ax in figure.axes if ax.images]
-    assert len(shown) == n
-    page = figure.bbox
-    for ax in shown:
-        title = ax.title.get_window_extent(renderer)
-        assert page.x0 <= title.x0 and title.x1 <= page.x1
-        assert page.y0 <= title.y0 and title.y1 <= page.y1
-        for other in shown:
-            image = other.images[0].get_window_extent(renderer)
-            assert not title.overlaps(image), (ax.get_title(), other.get_title())
+    probabilities = torch.linspace(0, 1, n)
+    if n >= 5:  # at exactly 0.5 the prediction is "cat"; NaN (a diverged model) is not
+        probabilities[:4] = torch.tensor([0.5, 0.5, math.nan, 0.49])
+    grid = prediction_grid(images, targets, probabilities)
+    tile_height, tile_width = height + 3 * frame + bar, width + 2 * frame
+    rows, columns = math.ceil(n / 8), min(n, 8)
+    if n == 1:
+        assert grid.shape == (3, tile_height, tile_width)
+    else:
+        assert grid.shape == (3, 2 + rows * (tile_height + 2), 2 + columns * (tile_width + 2))
+    for i, (top, left) in enumerate(_tile_origins(n, tile_height, tile_width)):
+        tile = grid[:, top : top + tile_height, left : left + tile_width]
+        p, cat = float(probabilities[i]), bool(targets[i] == 1)
+        right = (p >= 0.5) == cat  # NaN >= 0.5 is False: predicted "not cat"
+        colour = "green" if right else "red"
+        top_of_bar = 2 * frame + height
+        framed = torch.ones(tile_height, tile_width, dtype=torch.bool)
+        framed[frame : frame + height, frame : frame + width] = False  # the image
+        framed[top_of_bar : top_of_bar + bar, frame : frame + width] = False  # the bar
+        # The frame all round, and between the image and the bar, is one colour.
+        assert {_colour(pixel) for pixel in tile[:, framed].T} == {colour}, (i, p, cat)
+        shown = tile[:, frame : frame + height, frame : frame + width]
+        image = images[i]
+        torch.testing.assert_close(shown, (image - image.min()) / (image.max() - image.min()))
+        strip = tile[:, top_of_bar : top_of_bar + bar, frame : frame + width]
+        white = (strip == 1).all(dim=(0, 1))
+        black = (strip == 0).all(dim=(0, 1))
+        assert (white | black).all()
+        filled = int(white.sum())
+        assert torch.equal(white[:filled], torch.ones(filled, dtype=torch.bool))  # from the left
+        expected = 0.0 if math.isnan(p) else min(max(p, 0.0), 1.0) * width
+        assert abs(filled - expected) <= 0.5, (i, p, filled)
+
+
+def test_prediction_grid_clamps_probabilities_outside_zero_one():
+    # A network trained with MSE and no output squashing outputs any number.
+    images = torch.rand(3, 3, 16, 16)
+    grid = prediction_grid(images, torch.tensor([1.0, 0.0, 1.0]), torch.tensor([7.0, -3.0, 1.0]))
+    bars = [grid[:, 20:22, 2 + i * 20 + 1 : 2 + i * 20 + 17] for i in range(3)]
+    assert [int((bar == 1).all(dim=(0, 1)).sum()) for bar in bars] == [16, 0, 16]
+
+
+def test_prediction_table_has_a_row_per_image_with_its_numbers():
+    targets = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0])
+    probabilities = torch.tensor([0.5, 0.5, 0.123, 0.049, math.nan])
+    lines = prediction_table(targets, probabilities).splitlines()
+    assert lines[0] == "| image | P(cat) | label | prediction |"
+    assert lines[1] == "| --- | --- | --- | --- |"
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells == [
+        ["1", "0.50", "cat", "right"],
+        ["2", "0.50", "not cat", "wrong"],
+        ["3", "0.12", "cat", "wrong"],
+        ["4", "0.05", "not cat", "right"],
+        ["5", "nan", "not cat", "right"],
+    ]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_histogram_counts_every_value_in_64_equal_bins_as_histc_does(dtype):
+    values = (torch.randn(50, 30) * 3 + 1).to(dtype)
+    result = histogram(values)
+    exact = values.double().flatten()
+    low, high = exact.min().item(), exact.max().item()
+    assert (result["min"], result["max"], result["num"]) == (low, high, 1500)
+    assert result["sum"] == pytest.approx(exact.sum().item())
+    assert result["sum_squares"] == pytest.approx(exact.square().sum().item())
+    counts = result["bucket_counts"]
+    assert len(counts) == len(result["bucket_limits"]) == 64
+    assert sum(counts) == 1500
+    assert counts == torch.histc(exact, 64, low, high).tolist()
+    # 64 equal buckets from the smallest value, each ending at its limit.
+    limits = torch.tensor(result["bucket_limits"], dtype=torch.float64)
+    assert limits[-1] == high
+    steps = torch.arange(1, 65, dtype=torch.float64)
+    torch.testing.assert_close(limits, low + (high - low) * steps / 64, rtol=1e-12, atol=1e-12)
+    position = ((exact - low) / (high - low) * 64).floor().clamp(max=63).long()
+    by_position = torch.bincount(position, minlength=64)
+    # (a value on an edge may fall either side by rounding)
+    assert (by_position - torch.tensor(counts)).abs().sum() <= 2
+
+
+def test_histogram_of_one_value_is_one_bucket():
+    result = histogram(torch.full((7,), 2.5))
+    assert result["bucket_counts"] == [7.0] and result["bucket_limits"] == [2.5]
+    assert (result["min"], result["max"], result["num"], result["sum"]) == (2.5, 2.5, 7, 17.5)
+
+
+@pytest.mark.parametrize("scale", [1e25, 1e39, 2.0**1020], ids=["1e25", "1e39", "2^1020"])
+def test_histogram_of_huge_finite_values(scale):
+    # Beyond float32 (1e39) and where high - low overflows float64 (2^1020 · 2 · 64 > 2^1024):
+    # a 64-bit run's finite weights. Each value is at a known fraction of the range.
+    fractions = torch.tensor([0.0, 0.2, 0.55, 0.85, 1.0], dtype=torch.float64)
+    values = (fractions * 2 - 1) * scale  # exact: powers of two times representable numbers
+    result = histogram(values)
+    counts = result["bucket_counts"]
+    assert sum(counts) == 5
+    expected = [0] * 64
+    for fraction in fractions.tolist():
+        expected[min(int(fraction * 64), 63)] += 1
+    assert counts == expected
+    limits = result["bucket_limits"]
+    assert all(math.isfinite(limit) for limit in limits) and limits[-1] == scale
+    assert limits[31] == pytest.approx(0.0, abs=scale * 1e-12)
+
+
+def test_a_float64_run_writes_histograms_of_weights_beyond_float32(tmp_path):
+    class HugeWeight(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            with torch.no_grad():
+                pl_module.net.mlp[0].weight[0, 0] = 1e300  # finite in float64 only
+
+    _, events = _fit(
+        tmp_path,
+        Extras(every_n_steps=100, num_images=2),
+        batch_size=64,
+        max_epochs=1,
+        precision="64-true",
+        callbacks=[HugeWeight()],
+    )
+    (written,) = events.Histograms("weights/net.mlp.0.weight")
+    assert written.histogram_value.max == 1e300
+    assert sum(written.histogram_value.bucket) == 48 * 8
 
 
 def test_rejects_bad_arguments():

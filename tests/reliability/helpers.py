@@ -56,8 +56,9 @@ def all_finite(state_dict: dict[str, torch.Tensor]) -> bool:
 class LastCheckpointHashes(L.Callback):
     """Records ``sha256(last.ckpt)`` at the start of every training epoch (``{epoch: hash}``).
 
-    ``ModelCheckpoint`` writes ``last.ckpt`` at the end of an epoch; the hash taken when the next
-    epoch starts is the file as it was left by the epoch that wrote it.
+    ``ModelCheckpoint`` writes ``last.ckpt`` at the end of an epoch (``AtomicCheckpointIO`` on a
+    background thread, waited for here); the hash taken when the next epoch starts is the file as
+    it was left by the epoch that wrote it.
 
     Args:
         dirpath: the checkpoint folder.
@@ -70,6 +71,10 @@ class LastCheckpointHashes(L.Callback):
         LastCheckpointHashes.recorded[str(self.dirpath)] = {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # AtomicCheckpointIO writes on a background thread: wait for the file of the last epoch.
+        wait = getattr(trainer.strategy.checkpoint_io, "_wait", None)
+        if wait is not None:
+            wait()
         last = self.dirpath / "last.ckpt"
         if last.exists():
             LastCheckpointHashes.recorded[str(self.dirpath)][trainer.current_epoch] = sha256(last)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 from hydra.utils import instantiate
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 import gdtorch
 from gdtorch import functional as GF
@@ -305,8 +305,13 @@ def test_bad_optimizer_options_in_the_config_are_refused_as_torch_words_them(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["data.mode=full"], "mode must be one of batch, stochastic, minibatch; got 'full'"),
+        (
+            # (data.updates_per_batch is looked up by mode: given, the mode itself is checked)
+            ["data.mode=full", "data.updates_per_batch=1"],
+            "mode must be one of batch, stochastic, minibatch; got 'full'",
+        ),
         (["data.n_train=0"], "n_train must be a positive int, got 0"),
+        (["data.updates_per_batch=0"], "updates_per_batch must be a positive int, got 0"),
         (["data.batch_size=abc"], "batch_size must be a positive int, got 'abc'"),
         (["data=cifar10", "data.root=null"], "source 'cifar10' needs root (data.root)"),
     ],
@@ -314,6 +319,12 @@ def test_bad_optimizer_options_in_the_config_are_refused_as_torch_words_them(
 def test_bad_data_options_in_the_config_are_refused_naming_them(tmp_path, overrides, message):
     with pytest.raises(InstantiationException, match=re.escape(message)):
         instantiate(compose_train(tmp_path, *overrides).data)
+
+
+def test_an_unknown_mode_names_the_mode_in_the_config(tmp_path):
+    # The config's per-mode defaults (mode_defaults.<mode>) have no entry for it.
+    with pytest.raises(InterpolationKeyError, match=r"mode_defaults\.full\.updates_per_batch"):
+        instantiate(compose_train(tmp_path, "data.mode=full").data)
 
 
 def test_folder_data_without_a_root_is_a_missing_value_naming_data_root(tmp_path):

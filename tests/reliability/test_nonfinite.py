@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdtorch import nn as gnn
+from gdtorch.data import TensorBatchLoader
 from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGuard
 from gdtorch.lightning.nonfinite import _all_finite
 from gdtorch.train import run
@@ -88,13 +89,23 @@ def test_absurd_learning_rate_stops_the_run_and_leaves_the_last_checkpoint_intac
         assert all_finite(load_checkpoint(path)["state_dict"])
 
 
-def _tiny_fit(tmp_path, callbacks: list[L.Callback], loss: torch.nn.Module | None = None) -> None:
+def _tiny_fit(
+    tmp_path,
+    callbacks: list[L.Callback],
+    loss: torch.nn.Module | None = None,
+    updates_per_batch: int | None = None,
+    net: torch.nn.Module | None = None,
+) -> None:
+    """Two epochs of 4 updates on batches of 8: a DataLoader, or groups of updates_per_batch."""
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(32, 3, 4, 4, generator=generator)
     targets = (torch.rand(32, generator=generator) > 0.5).float()
-    loader = DataLoader(TensorDataset(images, targets), batch_size=8)
+    if updates_per_batch is None:
+        loader = DataLoader(TensorDataset(images, targets), batch_size=8)
+    else:
+        loader = TensorBatchLoader(images, targets, 8, updates_per_batch=updates_per_batch)
     model = CatClassifier(
-        net=gnn.MLP([48, 4, 1]),
+        net=net or gnn.MLP([48, 4, 1]),
         loss=loss or gnn.BCEWithLogitsLoss(),
         optimizer=functools.partial(torch.optim.SGD, lr=0.1),
         input_shape=(3, 4, 4),
@@ -139,6 +150,53 @@ def test_nan_prediction_from_the_model_stops_the_run(tmp_path):
         _tiny_fit(tmp_path, [NaNOutputAtStep2(), NonFiniteLossGuard()], loss=gnn.MSELoss())
 
 
+class NaNFromUpdate(torch.nn.Module):
+    """An MLP whose training output is NaN from the forward of update ``step`` on."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__()
+        self.mlp = gnn.MLP([48, 4, 1])
+        self.step, self.calls = step, 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        output = self.mlp(images)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.step:
+                output = output * math.nan
+        return output
+
+
+@pytest.mark.parametrize(
+    ("updates_per_batch", "step", "where"),
+    [
+        (None, 6, r"step 6 \(epoch 1, batch 2\)"),
+        (4, 6, r"step 6 \(epoch 1, batch 0\)"),  # the third update of epoch 1's one batch
+        (3, 5, r"step 5 \(epoch 1, batch 0\)"),  # groups of 3 then 1: the second update
+        (3, 2, r"step 2 \(epoch 0, batch 0\)"),  # the last update of the first group
+    ],
+)
+def test_a_nan_inside_a_batch_of_updates_is_named_at_its_own_step(
+    tmp_path, updates_per_batch, step, where
+):
+    with pytest.raises(NonFiniteLossError, match=rf"training loss is nan at {where}"):
+        _tiny_fit(tmp_path, [NonFiniteLossGuard()], None, updates_per_batch, NaNFromUpdate(step))
+
+
+def test_a_weight_made_non_finite_in_a_batch_of_updates_names_the_batchs_steps(tmp_path):
+    class InfiniteGradientAtStep7(L.Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            if trainer.global_step == 7:  # the last update of epoch 1: no later loss sees it
+                pl_module.net[0].bias.grad[0] = math.inf
+
+    message = (
+        r"parameter 'net\.0\.bias' is non-finite after one of the updates of steps 4-7 "
+        r"\(epoch 1, batch 0\)"
+    )
+    with pytest.raises(NonFiniteLossError, match=message):
+        _tiny_fit(tmp_path, [InfiniteGradientAtStep7(), NonFiniteLossGuard()], updates_per_batch=4)
+
+
 def _fake_trainer(other_rank_failed: bool = False) -> SimpleNamespace:
     def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
         assert all is False  # "any process"
@@ -154,9 +212,9 @@ def _fake_trainer(other_rank_failed: bool = False) -> SimpleNamespace:
         (torch.tensor(math.nan), "nan"),
         (torch.tensor(math.inf), "inf"),
         ({"loss": torch.tensor(-math.inf), "extra": 1}, "-inf"),
-        (torch.tensor([1.0, math.nan]), "nan"),
+        (torch.tensor([math.nan]), "nan"),
     ],
-    ids=["nan", "inf", "dict-minus-inf", "unreduced"],
+    ids=["nan", "inf", "dict-minus-inf", "one-update"],
 )
 def test_loss_outputs_in_every_form_are_checked(outputs, shown):
     guard, trainer, module = NonFiniteLossGuard(), _fake_trainer(), torch.nn.Linear(2, 1)
@@ -166,7 +224,32 @@ def test_loss_outputs_in_every_form_are_checked(outputs, shown):
         guard.on_train_batch_end(trainer, module, outputs, None, 5)
 
 
-@pytest.mark.parametrize("outputs", [torch.tensor(0.5), {"loss": torch.tensor(1.0)}, None])
+@pytest.mark.parametrize(
+    ("losses", "shown", "step"),
+    [
+        ([1.0, math.nan], "nan", 8),
+        ([0.5, 0.4, math.nan, math.inf], "nan", 9),
+        ([0.5, -math.inf, math.nan, 0.3], "-inf", 8),
+        ([math.inf, math.nan], "inf", 7),
+        ([0.1] * 9 + [math.nan], "nan", 16),
+    ],
+)
+def test_the_losses_of_a_batch_of_updates_name_the_step_of_the_first_non_finite_one(
+    losses, shown, step
+):
+    # One loss per update, from step 7 on: update i of the batch is step 7 + i.
+    guard, trainer, module = NonFiniteLossGuard(), _fake_trainer(), torch.nn.Linear(2, 1)
+    guard.on_train_batch_start(trainer, module, None, 5)
+    message = rf"loss is {shown} at step {step} \(epoch 2, batch 5\)"
+    for outputs in (torch.tensor(losses), {"loss": torch.tensor(losses)}):
+        with pytest.raises(NonFiniteLossError, match=message):
+            guard.on_train_batch_end(trainer, module, outputs, None, 5)
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [torch.tensor(0.5), {"loss": torch.tensor(1.0)}, None, torch.tensor([0.5, 0.4, 1e30])],
+)
 def test_finite_loss_or_skipped_step_passes(outputs):
     guard, trainer, module = NonFiniteLossGuard(), _fake_trainer(), torch.nn.Linear(2, 1)
     guard.on_train_batch_start(trainer, module, None, 0)

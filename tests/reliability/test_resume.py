@@ -81,6 +81,7 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, mon
     io = AtomicCheckpointIO()
     target = tmp_path / "last.ckpt"
     io.save_checkpoint(_checkpoint(1.0), target)
+    io.teardown()  # the write runs on a background thread: wait for it
     before = sha256(target)
 
     real_fdopen = os.fdopen
@@ -110,8 +111,9 @@ def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, mon
         monkeypatch.setattr(os, "fdopen", HalfWritten)
     else:
         monkeypatch.setattr(os, crash_in, die)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # raised in the writer thread, re-raised here
         io.save_checkpoint(_checkpoint(2.0), target)
+        io.teardown()
     monkeypatch.undo()
 
     assert sha256(target) == before

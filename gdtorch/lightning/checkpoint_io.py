@@ -98,10 +98,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def _submit(self, fn: Callable, *args: Any) -> None:
         """Queues ``fn(*args)`` on the file thread, after raising any earlier failure."""
-        done = [future for future in self._pending if future.done()]
-        self._pending = [future for future in self._pending if not future.done()]
-        for future in done:
-            future.result()
+        pending, self._pending, done = self._pending, [], []
+        for future in pending:  # one look at each: one that ends meanwhile is in either list
+            (done if future.done() else self._pending).append(future)
+        _raise_first_failure(done)
         if self._writer is None:
             self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gdtorch-ckpt")
         self._pending.append(self._writer.submit(fn, *args))
@@ -118,8 +118,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def _wait(self) -> None:
         """Blocks until the queued writes and removals are done; raises the first failure."""
         pending, self._pending = self._pending, []
-        for future in pending:
-            future.result()
+        for future in pending:  # all of them, even after a failure: none left in flight
+            future.exception()
+        _raise_first_failure(pending)
 
     def load_checkpoint(
         self,
@@ -159,6 +160,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f"cannot read checkpoint {path}: {reason}. Use a checkpoint written by "
                 f"gdtorch-train."
             ) from err
+
+
+def _raise_first_failure(futures: list[Future]) -> None:
+    """Raises the error of the first of ``futures`` (all done) that failed, if any."""
+    for future in futures:
+        error = future.exception()
+        if error is not None:
+            raise error
 
 
 def atomic_write(target: Path, data: bytes | memoryview) -> None:

@@ -1,4 +1,4 @@
-"""AtomicCheckpointIO's background writes: serialised at the save, on disk at the next call."""
+"""AtomicCheckpointIO's background writes: serialised at the save, in order, errors raised later."""
 
 from __future__ import annotations
 
@@ -20,19 +20,35 @@ def _writer_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("gdtorch-ckpt")}
 
 
+class Gate:
+    """Holds every background write until ``release()``; ``wait_written()`` until one is done."""
+
+    def __init__(self) -> None:
+        self.open, self.written = threading.Event(), threading.Event()
+
+    def release(self) -> None:
+        self.open.set()
+
+    def wait_written(self) -> None:
+        assert self.written.wait(timeout=30), "the write never finished"
+
+
 @pytest.fixture
 def held(monkeypatch):
-    """Holds every background write until ``held.set()``: the write in flight, made visible."""
-    gate = threading.Event()
+    """A :class:`Gate` on the writes: the write in flight, made visible."""
+    gate = Gate()
     real_write = module.atomic_write
 
     def held_write(target, data):
-        assert gate.wait(timeout=30), "the test never released the write"
-        real_write(target, data)
+        assert gate.open.wait(timeout=30), "the test never released the write"
+        try:
+            real_write(target, data)
+        finally:
+            gate.written.set()
 
     monkeypatch.setattr(module, "atomic_write", held_write)
     yield gate
-    gate.set()
+    gate.release()
 
 
 def test_after_save_and_teardown_the_file_loads_and_the_writer_thread_is_gone(tmp_path):
@@ -59,10 +75,23 @@ def test_the_checkpoint_is_what_it_held_when_saved_not_when_written(tmp_path, he
     checkpoint["state_dict"]["w"].fill_(99.0)  # the next update, in place, before the write
     checkpoint["epoch"] = 99
     assert not target.exists()  # still in flight
-    held.set()
+    held.release()
     loaded = io.load_checkpoint(target)  # waits for the write
     assert loaded["epoch"] == 1 and loaded["state_dict"]["w"].eq(1.0).all()
     io.teardown()
+
+
+def test_a_removal_is_queued_after_the_write_before_it(tmp_path, held):
+    io = AtomicCheckpointIO()
+    first, second = tmp_path / "epoch0.ckpt", tmp_path / "epoch1.ckpt"
+    io.save_checkpoint(_checkpoint(0.0), first)
+    io.remove_checkpoint(first)  # returns at once: the write is still held
+    io.save_checkpoint(_checkpoint(1.0), second)
+    assert not first.exists() and not second.exists()
+    held.release()
+    io.teardown()
+    assert not first.exists()  # written, then removed: in the order asked for
+    assert torch.load(second, weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize("next_call", ["save", "load", "remove", "teardown"])
@@ -71,7 +100,8 @@ def test_a_failed_background_write_is_raised_by_the_next_call(tmp_path, held, ne
     folder = tmp_path / "checkpoints"
     io.save_checkpoint(_checkpoint(1.0), folder / "last.ckpt")
     shutil.rmtree(folder)  # removed while the write waits: it cannot create its temporary file
-    held.set()
+    held.release()
+    held.wait_written()  # failed by now
     calls = {
         "save": lambda: io.save_checkpoint(_checkpoint(2.0), tmp_path / "other.ckpt"),
         "load": lambda: io.load_checkpoint(tmp_path / "other.ckpt"),
@@ -94,8 +124,23 @@ def test_a_failed_write_is_raised_by_teardown_which_still_stops_the_writer(tmp_p
     io.save_checkpoint(_checkpoint(1.0), folder / "last.ckpt")
     started = _writer_threads() - before
     shutil.rmtree(folder)
-    held.set()
+    held.release()  # teardown waits for the write, however far it got
     with pytest.raises(FileNotFoundError):
         io.teardown()
     assert started and not any(thread.is_alive() for thread in started)
     io.teardown()  # nothing left to raise
+
+
+def test_a_failure_is_raised_once_every_queued_write_is_done(tmp_path, held):
+    io = AtomicCheckpointIO()
+    folder = tmp_path / "checkpoints"
+    io.save_checkpoint(_checkpoint(1.0), folder / "epoch1.ckpt")
+    io.save_checkpoint(_checkpoint(2.0), tmp_path / "last.ckpt")  # queued behind it
+    shutil.rmtree(folder)
+    held.release()
+    with pytest.raises(FileNotFoundError, match="checkpoints"):  # the first write's error
+        io.load_checkpoint(tmp_path / "last.ckpt")
+    # ... raised after the write queued behind it, which is on disk, whole.
+    assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert io.load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 2  # raised once
+    io.teardown()

@@ -1,8 +1,9 @@
 """The Hydra config tree's home and its resolvers, light enough for ``gdtorch-train --help``.
 
 Importing this module registers the resolvers that ``conf/`` uses (``${input_size:…}``,
-``${resumed_run_dir:…}``, ``${resumed_hydra_subdir:…}``); it loads Hydra's config library but
-not Lightning, so the command line answers ``--help`` without paying for the trainer.
+``${mode_default:…}``, ``${resumed_run_dir:…}``, ``${resumed_hydra_subdir:…}``); it loads
+Hydra's config library but not Lightning, so the command line answers ``--help`` without
+paying for the trainer.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repository's conf/
 
@@ -49,6 +50,19 @@ def _run_folder(ckpt_path: str | None) -> Path | None:
     return None
 
 
+def mode_default(mode: str, key: str, *, _root_: DictConfig) -> object:
+    """``mode_defaults.<mode>.<key>`` of the config: a default that depends on ``data.mode``.
+
+    Raises:
+        ValueError: ``mode`` has no row in ``mode_defaults``.
+    """
+    table = _root_.mode_defaults
+    if mode not in table:
+        raise ValueError(f"data.mode must be one of {', '.join(table)}; got {mode!r}")
+    return table[mode][key]
+
+
 OmegaConf.register_new_resolver("input_size", input_size, replace=True)
+OmegaConf.register_new_resolver("mode_default", mode_default, replace=True)
 OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
 OmegaConf.register_new_resolver("resumed_hydra_subdir", resumed_hydra_subdir, replace=True)

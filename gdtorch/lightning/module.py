@@ -151,7 +151,8 @@ class CatClassifier(L.LightningModule):
             return
         if isinstance(scheduler, ReduceLROnPlateau):
             if "val/loss" not in self.trainer.callback_metrics:
-                return  # no validation this epoch: ReduceLROnPlateau waits for the next one
+                return  # no validation yet: ReduceLROnPlateau waits for the first one
+            # the last validation's val/loss, as Lightning steps it in automatic optimization
             scheduler.step(self.trainer.callback_metrics["val/loss"])
         else:
             scheduler.step()

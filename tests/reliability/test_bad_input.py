@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from hydra.errors import ConfigCompositionException, InstantiationException, MissingConfigException
 from hydra.utils import instantiate
-from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 import gdtorch
 from gdtorch import functional as GF
@@ -321,9 +321,10 @@ def test_bad_data_options_in_the_config_are_refused_naming_them(tmp_path, overri
         instantiate(compose_train(tmp_path, *overrides).data)
 
 
-def test_an_unknown_mode_names_the_mode_in_the_config(tmp_path):
-    # The config's per-mode defaults (mode_defaults.<mode>) have no entry for it.
-    with pytest.raises(InterpolationKeyError, match=r"mode_defaults\.full\.updates_per_batch"):
+def test_an_unknown_mode_is_refused_by_the_per_mode_defaults_naming_the_allowed_ones(tmp_path):
+    # conf/'s ${mode_default:${data.mode},…} resolves each per-mode default.
+    message = "data.mode must be one of batch, minibatch, stochastic; got 'full'"
+    with pytest.raises(InterpolationResolutionError, match=re.escape(message)):
         instantiate(compose_train(tmp_path, "data.mode=full").data)
 
 

@@ -165,7 +165,7 @@ class CatClassifier(L.LightningModule):
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=batch_size)
         for name in ("acc", "auroc"):
             metric = self.metrics[f"{stage}_{name}"]
-            metric(probability, labels)
+            metric.update(probability, labels)  # computed once, over the whole stage
             self.log(f"{stage}/{name}", metric, prog_bar=name == "acc", batch_size=batch_size)
         return probability
 

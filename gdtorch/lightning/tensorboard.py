@@ -50,13 +50,13 @@ class TensorBoardExtras(L.Callback):
     Args:
         every_n_steps: how often to log gradient norms and update ratios, in optimizer steps.
         every_n_epochs: how many epochs apart the histograms and the prediction grid are
-            written. ``None`` writes about five over the run: every ``⌈max_epochs / 5⌉`` epochs
-            (every epoch when the trainer has no ``max_epochs``).
+            written. ``None`` writes about four over the run: every ``⌈max_epochs / 3⌉`` epochs
+            and at the last (every epoch when the trainer has no ``max_epochs``).
         num_images: how many validation images to show.
     """
 
     def __init__(
-        self, every_n_steps: int = 10, every_n_epochs: int | None = None, num_images: int = 16
+        self, every_n_steps: int = 10, every_n_epochs: int | None = None, num_images: int = 8
     ) -> None:
         if every_n_steps < 1:
             raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
@@ -177,7 +177,7 @@ class TensorBoardExtras(L.Callback):
         every = self.every_n_epochs
         if every is None:
             max_epochs = trainer.max_epochs or -1
-            every = math.ceil(max_epochs / 5) if max_epochs > 0 else 1
+            every = math.ceil(max_epochs / 3) if max_epochs > 0 else 1
         last = self._written.get(kind)
         return last is None or trainer.current_epoch - last >= every
 
@@ -229,7 +229,8 @@ def histogram(values: Tensor, bins: int = 64) -> dict[str, Any]:
     Counted by ``torch.histc`` (milliseconds for the cat network's 245,760 first weights, where
     ``add_histogram``'s numpy counting takes several times longer).
     """
-    values = values.detach().flatten().double()
+    values = values.detach().flatten()
+    values = values.double() if values.dtype == torch.float64 else values.float()
     low, high = values.min().item(), values.max().item()
     if high > low:
         # torch.histc overflows to one bucket when (high - low) × bins does: then the values are
@@ -250,8 +251,8 @@ def histogram(values: Tensor, bins: int = 64) -> dict[str, Any]:
         "min": low,
         "max": high,
         "num": len(values),
-        "sum": values.sum().item(),
-        "sum_squares": values.square().sum().item(),
+        "sum": values.sum(dtype=torch.float64).item(),
+        "sum_squares": values.double().square().sum().item(),
         "bucket_limits": limits.tolist(),
         "bucket_counts": counts.tolist(),
     }

@@ -106,7 +106,8 @@ class CatClassifier(L.LightningModule):
         """
         trainer = self.trainer
         optimizer = self.optimizers()
-        updates = batch if isinstance(batch, Updates) else (batch,)
+        grouped = isinstance(batch, Updates)
+        updates = batch if grouped else (batch,)
         # Lightning's backward adds two hook dispatches per update, as long as a tiny update.
         plain_backward = len(updates) > 1 and backward_is_plain(trainer, self)
         start, max_steps, log_every = (
@@ -118,6 +119,9 @@ class CatClassifier(L.LightningModule):
         for step, images_targets in enumerate(updates, start):
             if 0 <= max_steps <= step:
                 break
+            if grouped:  # Lightning moved and converted a plain batch, not an Updates
+                images_targets = trainer.precision_plugin.convert_input(images_targets)
+                images_targets = trainer.strategy.batch_to_device(images_targets)
             loss, _, _ = self._loss(images_targets)
             optimizer.zero_grad()
             if plain_backward:

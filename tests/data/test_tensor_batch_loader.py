@@ -152,16 +152,19 @@ def test_updates_serve_the_batches_of_one_update_per_batch(
         assert len(served) == len(expected)
         for (images, targets), (want_images, want_targets) in zip(served, expected, strict=True):
             assert torch.equal(images, want_images) and torch.equal(targets, want_targets)
-        # The groups' own tensors hold their batches, and the batches are views of them.
+        # Unshuffled, a group's batches are views of its slice; shuffled, each batch gathers
+        # its rows of the source (group.index) only when its update iterates to it.
         for group in groups:
-            assert torch.equal(group.targets, torch.cat([y for _, y in group]))
-            for images, targets in group:
-                assert images.untyped_storage().data_ptr() == (
-                    group.images.untyped_storage().data_ptr()
-                )
-                assert targets.untyped_storage().data_ptr() == (
-                    group.targets.untyped_storage().data_ptr()
-                )
+            if group.index is None:
+                assert torch.equal(group.targets, torch.cat([y for _, y in group]))
+                for images, _ in group:
+                    assert images.untyped_storage().data_ptr() == (
+                        group.images.untyped_storage().data_ptr()
+                    )
+            else:
+                assert group.images.shape[0] == n  # the whole source, not a copy of the group
+                rows = group.targets.index_select(0, group.index)
+                assert torch.equal(rows, torch.cat([y for _, y in group]))
     assert grouped.epoch == single.epoch == 3
     # Independent of the one-per-batch loader: every example once per epoch, paired with its
     # image, normalised; in tensor order when not shuffled.

@@ -142,6 +142,54 @@ def test_an_epoch_in_each_gradient_descent_mode(quick_run):
             assert row["details"]["gdtorch_per_sample_s"] > 0
 
 
+def test_a_run_in_each_mode_against_a_plain_loop_of_the_same_updates(quick_run):
+    report, _ = quick_run
+    runs = {row["name"].split(":")[0]: row for row in _rows(report, "run")}
+    assert runs.keys() == {"batch", "stochastic", "minibatch"}
+    for mode, row in runs.items():
+        assert row["target"] == (1.5 if mode == "stochastic" else 1.25)
+        # the plain loop took exactly the run's updates: the same final weights, bit for bit
+        assert row["details"]["max_weight_difference"] == 0.0, row
+        assert (
+            row["details"]["updates"]
+            == row["details"]["epochs"]
+            * {
+                "batch": 1,
+                "stochastic": 32,
+                "minibatch": 1,  # --quick: 32 images, batches of 64
+            }[mode]
+        )
+    extras = _rows(report, "run_extras")
+    assert len(extras) == 3
+    for row in extras:  # the share of the fit, from the paired ratio r: 1 − 1/r per pair
+        shares = [1 - 1 / r for r in row["paired_ratios"]]
+        assert row["details"]["share_of_fit"] == pytest.approx(statistics.median(shares))
+        assert row["target"] == pytest.approx(1 / 0.95)
+
+
+def test_process_start_up_rows_against_importing_torch(quick_run):
+    report, _ = quick_run
+    rows = {row["name"]: row for row in _rows(report, "process")}
+    assert set(rows) == {
+        "import gdtorch, gdtorch.nn, gdtorch.functional, gdtorch.optim",
+        "gdtorch-train --help",
+        "gdtorch-train: process start to the first training step",
+    }
+    for row in rows.values():
+        extra = row["gdtorch_median"] - row["native_median"]
+        assert row["details"]["extra_seconds"] == pytest.approx(extra)  # one rep: one pair
+    assert rows["gdtorch-train --help"]["target"] == 1.5
+    assert (
+        rows["import gdtorch, gdtorch.nn, gdtorch.functional, gdtorch.optim"]["details"][
+            "extra_seconds_target"
+        ]
+        == 0.3
+    )
+    # the first training step comes after the imports, the data and the trainer's set-up
+    first_step = rows["gdtorch-train: process start to the first training step"]
+    assert first_step["gdtorch_median"] > first_step["native_median"]
+
+
 def test_cuda_rows_are_measured_or_skipped(quick_run):
     report, _ = quick_run
     for kind in CUDA_KINDS:
@@ -160,7 +208,14 @@ def test_machine_is_recorded_and_the_table_has_a_line_per_row(quick_run):
 
 def test_repetitions_alternate_which_side_runs_first(benchmark):
     settings = benchmark.Settings(
-        reps=4, rep_seconds=1e-9, warmup=0, compiled_shapes=(), epoch_sizes={}
+        reps=4,
+        rep_seconds=1e-9,
+        warmup=0,
+        compiled_shapes=(),
+        epoch_sizes={},
+        run_cases={},
+        run_reps=0,
+        process_reps=0,
     )
     calls: list[str] = []
     row = benchmark._timed_row(

@@ -161,9 +161,11 @@ def test_a_run_in_each_mode_against_a_plain_loop_of_the_same_updates(quick_run):
         )
     extras = _rows(report, "run_extras")
     assert len(extras) == 3
-    for row in extras:  # the share of the fit, from the paired ratio r: 1 − 1/r per pair
+    for row in extras:  # the share of the fit, from the ratio r of fit and fit less hooks
         shares = [1 - 1 / r for r in row["paired_ratios"]]
         assert row["details"]["share_of_fit"] == pytest.approx(statistics.median(shares))
+        assert 0 < row["details"]["share_of_fit"] < 1
+        assert row["details"]["callbacks"] == ["TensorBoardExtras", "NonFiniteLossGuard"]
         assert row["target"] == pytest.approx(1 / 0.95)
 
 

@@ -1,9 +1,9 @@
 """The Hydra config tree's home and its resolvers, light enough for ``gdtorch-train --help``.
 
 Importing this module registers the resolvers that ``conf/`` uses (``${input_size:…}``,
-``${mode_default:…}``, ``${resumed_run_dir:…}``, ``${resumed_hydra_subdir:…}``); it loads
-Hydra's config library but not Lightning, so the command line answers ``--help`` without
-paying for the trainer.
+``${mode_default:…}``, ``${validation_interval:…}``, ``${resumed_run_dir:…}``,
+``${resumed_hydra_subdir:…}``); it loads Hydra's config library but not Lightning, so the
+command line answers ``--help`` without paying for the trainer.
 """
 
 from __future__ import annotations
@@ -62,7 +62,16 @@ def mode_default(mode: str, key: str, *, _root_: DictConfig) -> object:
     return table[mode][key]
 
 
+def validation_interval(every_n_epochs: int, max_epochs: int | None) -> int:
+    """``trainer.check_val_every_n_epoch``: ``every_n_epochs``, or ``max_epochs`` if fewer, so
+    that a short run still validates (and checkpoints) at its last epoch."""
+    if max_epochs is None or max_epochs < 1:  # no epoch limit
+        return every_n_epochs
+    return min(every_n_epochs, max_epochs)
+
+
 OmegaConf.register_new_resolver("input_size", input_size, replace=True)
+OmegaConf.register_new_resolver("validation_interval", validation_interval, replace=True)
 OmegaConf.register_new_resolver("mode_default", mode_default, replace=True)
 OmegaConf.register_new_resolver("resumed_run_dir", resumed_run_dir, replace=True)
 OmegaConf.register_new_resolver("resumed_hydra_subdir", resumed_hydra_subdir, replace=True)

@@ -619,6 +619,21 @@ def _run_config(overrides: Sequence[str], output_dir: Path) -> DictConfig:
         return compose("train", overrides=[f"paths.output_dir={output_dir}", *overrides])
 
 
+def _built_run(
+    overrides: Sequence[str], output_dir: Path
+) -> tuple[L.Trainer, L.LightningModule, L.LightningDataModule]:
+    """A run as :func:`gdtorch.train.build` makes it, with its data already made.
+
+    The clock starts on ready tensors, as the plain loop is handed them: both sides time
+    training, not drawing SyntheticCats. (``datamodule.setup`` builds the splits once; the call
+    Lightning makes in ``fit`` finds them built.)
+    """
+    trainer, model, datamodule = build(_run_config(overrides, output_dir))
+    datamodule.trainer = trainer
+    datamodule.setup("fit")
+    return trainer, model, datamodule
+
+
 @dataclasses.dataclass
 class _Fit:
     """One ``trainer.fit`` as ``run(cfg)`` configures it, and what a plain loop needs to copy."""
@@ -632,9 +647,9 @@ class _Fit:
 
 
 def _fit(overrides: Sequence[str]) -> _Fit:
-    """Builds a run with :func:`gdtorch.train.build` and times its fit."""
+    """Builds a run with :func:`_built_run` and times its fit."""
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer, model, datamodule = build(_run_config(overrides, Path(output_dir)))
+        trainer, model, datamodule = _built_run(overrides, Path(output_dir))
         initial = deepcopy(model.net.state_dict())
         start = time.perf_counter()
         fit(trainer, model, datamodule)
@@ -648,7 +663,8 @@ def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, to
 
     The same network, loss and optimizer from the same config and initial weights, on the same
     tensors in the same order (gdtorch's ``TensorBatchLoader``, one batch per update, normalised
-    once), with one validation pass (loss and accuracy) after every epoch.
+    once), with one validation pass (loss and accuracy) after every epoch the run validates
+    (``trainer.check_val_every_n_epoch``).
     """
     cfg = _run_config(overrides, Path(tempfile.gettempdir()))
     net = instantiate(cfg.model)
@@ -670,13 +686,15 @@ def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, to
     val = TensorBatchLoader(
         data.val_set.images, data.val_set.targets, 1024, normalize=(data.mean, data.std)
     )
-    for _ in range(fit.epochs):
+    for epoch in range(fit.epochs):
         for images, targets in train:
             output = net(images)
             loss = loss_fn(output, targets.to(output.dtype).view_as(output))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+        if (epoch + 1) % cfg.trainer.check_val_every_n_epoch:
+            continue
         with torch.no_grad():
             for images, targets in val:
                 output = net(images)
@@ -723,21 +741,27 @@ def _run_rows(settings: Settings) -> Iterator[Row]:
 
 
 def _timed_hooks(callbacks: Iterable[L.Callback], seconds: list[float]) -> None:
-    """Wraps every hook the callbacks define so that the time spent in them adds to ``seconds``."""
+    """Wraps every method the callbacks' classes define (Lightning's hooks, and torch hooks such
+    as ``TensorBoardExtras``' optimizer step hook) so that the time spent in them adds to
+    ``seconds``: the outermost call only, when one calls another."""
+    depth = [0]
 
-    def timer(hook: Callable) -> Callable:
+    def timer(method: Callable) -> Callable:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            depth[0] += 1
             start = time.perf_counter()
             try:
-                return hook(*args, **kwargs)
+                return method(*args, **kwargs)
             finally:
-                seconds[0] += time.perf_counter() - start
+                depth[0] -= 1
+                if depth[0] == 0:
+                    seconds[0] += time.perf_counter() - start
 
         return timed
 
     for callback in callbacks:
-        for name, hook in vars(type(callback)).items():
-            if name.startswith("on_") and callable(hook):
+        for name, member in vars(type(callback)).items():
+            if callable(member) and not name.startswith("__"):
                 setattr(callback, name, timer(getattr(callback, name)))
 
 
@@ -755,7 +779,7 @@ def _extras_rows(settings: Settings) -> Iterator[Row]:
         fits, inside = [], []
         for _ in range(settings.run_reps):
             with tempfile.TemporaryDirectory() as output_dir:
-                trainer, model, datamodule = build(_run_config(overrides, Path(output_dir)))
+                trainer, model, datamodule = _built_run(overrides, Path(output_dir))
                 seconds = [0.0]
                 timed = [c for c in trainer.callbacks if isinstance(c, EXTRAS)]
                 _timed_hooks(timed, seconds)

@@ -150,8 +150,21 @@ def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
     )
     explicit = compose_train(tmp_path, f"data.mode={mode}", "optimizer.lr=0.123")
     assert explicit.optimizer.lr == 0.123
+    assert cfg.trainer.check_val_every_n_epoch == defaults.val_every_n_epochs
+    assert cfg.callbacks.last_checkpoint.every_n_epochs == defaults.val_every_n_epochs
     lrs = {compose_train(tmp_path, f"data.mode={m}").optimizer.lr for m in cfg.mode_defaults}
     assert len(lrs) == 3  # stochastic descent needs a smaller step than batch descent
+
+
+def test_a_run_shorter_than_the_validation_interval_validates_at_its_end(tmp_path):
+    assert compose_train(tmp_path, "data.mode=batch").trainer.check_val_every_n_epoch == 5
+    short = compose_train(tmp_path, *TINY, "data.mode=batch", "trainer.max_epochs=3")
+    assert short.trainer.check_val_every_n_epoch == 3
+    unlimited = compose_train(tmp_path, "data.mode=batch", "trainer.max_epochs=-1")
+    assert unlimited.trainer.check_val_every_n_epoch == 5
+    metrics = run(short)
+    assert {"val/loss", "test/acc"} <= metrics.keys()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
 def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning.pytorch as L
@@ -13,7 +13,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from gdtorch.data import Updates
-from gdtorch.lightning._compat import backward_is_plain, count_extra_updates
+from gdtorch.lightning._compat import count_extra_updates, plain_step, update_is_plain
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -32,8 +32,9 @@ class CatClassifier(L.LightningModule):
     updates. The module therefore optimizes by hand (Lightning's manual optimization): it calls
     ``zero_grad``, ``manual_backward`` and the optimizer's ``step`` for every update, which
     Lightning counts in ``trainer.global_step`` and passes through its hooks
-    (``on_before_optimizer_step`` runs once per update, and so do the backward hooks whenever a
-    callback or the precision uses them: ``_compat.backward_is_plain``); an epoch-interval
+    (``on_before_optimizer_step`` and the backward hooks run once per update whenever a
+    callback, the module, the strategy or the precision uses them: ``_compat.update_is_plain``;
+    otherwise a batch of several updates skips their dispatch); an epoch-interval
     scheduler steps at the end of each training epoch, ``ReduceLROnPlateau`` on ``val/loss``.
     ``trainer.gradient_clip_val`` and ``accumulate_grad_batches`` are not available.
 
@@ -108,28 +109,29 @@ class CatClassifier(L.LightningModule):
         optimizer = self.optimizers()
         grouped = isinstance(batch, Updates)
         updates = batch if grouped else (batch,)
-        # Lightning's backward adds two hook dispatches per update, as long as a tiny update.
-        plain_backward = len(updates) > 1 and backward_is_plain(trainer, self)
+        # Lightning's backward and step add three hook dispatches per update, as long as a
+        # tiny update; skipped when nothing listens to them.
+        plain = len(updates) > 1 and update_is_plain(trainer, self)
         start, max_steps, log_every = (
             trainer.global_step,
             trainer.max_steps,
             trainer.log_every_n_steps,
         )
         losses, logged = [], []
-        for step, images_targets in enumerate(updates, start):
+        # Lightning moved and converted a plain batch, not an Updates
+        batches = self._on_run_device(batch) if grouped else updates
+        for step, images_targets in enumerate(batches, start):
             if 0 <= max_steps <= step:
                 break
-            if grouped:  # Lightning moved and converted a plain batch, not an Updates
-                images_targets = trainer.precision_plugin.convert_input(images_targets)
-                images_targets = trainer.strategy.batch_to_device(images_targets)
             loss, _, _ = self._loss(images_targets)
             optimizer.zero_grad()
-            if plain_backward:
+            lr = optimizer.param_groups[0]["lr"]
+            if plain:
                 loss.backward()
+                plain_step(optimizer)
             else:
                 self.manual_backward(loss)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
+                optimizer.step()
             losses.append(loss.detach())
             if (step + 1) % log_every == 0:
                 logged.append((step, step - start, lr))
@@ -137,6 +139,23 @@ class CatClassifier(L.LightningModule):
         self._log_train(losses, logged)
         count_extra_updates(trainer, len(losses) - 1)
         return losses
+
+    def _on_run_device(self, updates: Updates) -> Iterator[tuple[Tensor, Tensor]]:
+        """Each batch of ``updates`` in the run's precision and on its device, as Lightning
+        serves a plain batch. When the first batch needs no change, neither does the rest: they
+        are slices of the same tensors (the usual case, data made on the run's device)."""
+        trainer = self.trainer
+
+        def to_run(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+            batch = trainer.precision_plugin.convert_input(batch)
+            return trainer.strategy.batch_to_device(batch)
+
+        batches = iter(updates)
+        first = next(batches)
+        moved = to_run(first)
+        yield moved
+        unchanged = all(a is b for a, b in zip(moved, first, strict=True))
+        yield from batches if unchanged else map(to_run, batches)
 
     def _log_train(self, losses: Tensor, logged: list[tuple[int, int, float]]) -> None:
         """``train/loss`` and ``lr`` of the updates due, each at its own step (one device sync)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import lightning.pytorch as L
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
+from torch.utils.hooks import RemovableHandle
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
@@ -31,8 +33,9 @@ class TensorBoardExtras(L.Callback):
 
     * every ``every_n_steps`` optimizer steps, for each weight matrix ``W⁽ˡ⁾``: the gradient
       norm ``‖∇W‖`` (``grad_norm/<name>``) and the update-to-weight ratio ``η‖∇W‖/‖W‖``
-      (``update_ratio/<name>``; around 1e-3 is healthy, far above means η is too large), at the
-      step ``train/loss`` of the same batch is logged at, whatever ``log_every_n_steps`` is;
+      (``update_ratio/<name>``, ``W`` after the update; around 1e-3 is healthy, far above means
+      η is too large), at the step ``train/loss`` of the same batch is logged at, whatever
+      ``log_every_n_steps`` is;
     * at the first epoch, then whenever ``every_n_epochs`` epochs have passed, and at the last
       epoch: histograms (64 equal bins) of every parameter after the epoch's last update and of that
       update's gradient (``weights/<name>``, ``grads/<name>``, at that update's step, where the
@@ -71,9 +74,38 @@ class TensorBoardExtras(L.Callback):
         self._written: dict[str, int] = {}  # kind → the epoch it was last written at
         self._pending_histograms: tuple[int, dict[str, Tensor]] | None = None
         self._pending_grid: tuple[int, Samples] | None = None
+        self._step_hooks: list[RemovableHandle] = []
 
-    def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Hooks each optimizer's ``step``: the gradient norms are read right after an update.
+
+        A torch step hook rather than Lightning's ``on_before_optimizer_step``, so that a batch of
+        many updates need not dispatch Lightning's hooks for each (see ``CatClassifier``); it
+        sees the gradients the update used, with automatic or manual optimization alike.
+        """
+        self._remove_step_hooks()
+        self._step_hooks = [
+            optimizer.register_step_post_hook(partial(self._after_step, trainer, pl_module))
+            for optimizer in trainer.optimizers
+        ]
+
+    def _remove_step_hooks(self) -> None:
+        for hook in self._step_hooks:
+            hook.remove()
+        self._step_hooks = []
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._remove_step_hooks()
+
+    def _after_step(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        optimizer: torch.optim.Optimizer,
+        args: Any,
+        kwargs: Any,
     ) -> None:
         step = trainer.global_step  # the updates before this one, as train/loss counts them
         if step % self.every_n_steps or not trainer.loggers or not trainer.is_global_zero:
@@ -167,6 +199,7 @@ class TensorBoardExtras(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Writes the last epoch's histograms and images if its epoch was not due."""
+        self._remove_step_hooks()
         if self._pending_histograms is not None:
             self._write_histograms(trainer, *self._pending_histograms)
         if self._pending_grid is not None:

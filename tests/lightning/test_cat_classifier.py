@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from gdtorch import nn as gnn
 from gdtorch.data import TensorBatchLoader
-from gdtorch.lightning import CatClassifier, TensorBoardExtras
+from gdtorch.lightning import CatClassifier, NonFiniteLossGuard, TensorBoardExtras
+from gdtorch.lightning._compat import update_is_plain
 
 
 def _loaders(n: int = 64, size: int = 4) -> tuple[DataLoader, DataLoader]:
@@ -231,6 +232,63 @@ def test_a_batch_of_updates_is_the_same_gradient_descent_as_one_update_per_batch
         assert value == pytest.approx(losses[step], rel=1e-6)
     assert _scalars(events, "lr") == [(step, 0.5) for step in logged]
     assert [step for step, _ in _scalars(events, "val/loss")] == [7, 15]
+
+
+class UpdateHooks(L.Callback):
+    """Records, for each update, the step and ``‖∇W‖`` of the first layer at three hooks."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[tuple[int, float]]] = {"before": [], "after": [], "step": []}
+
+    def _record(self, kind: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        grad = next(pl_module.net.parameters()).grad
+        norm = None if grad is None else grad.norm().item()
+        self.seen[kind].append((trainer.global_step, norm))
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        self._record("before", trainer, pl_module)
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        self._record("after", trainer, pl_module)
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self._record("step", trainer, pl_module)
+
+
+def test_update_hooks_run_once_per_update_in_a_batch_of_updates(tmp_path):
+    one, grouped = UpdateHooks(), UpdateHooks()
+    _fit_updates(tmp_path, 1, callbacks=[one])
+    trainer, _, _ = _fit_updates(tmp_path, 4, callbacks=[grouped])
+    steps = list(range(2 * UPDATES_PER_EPOCH))
+    for kind in ("before", "after", "step"):
+        assert [step for step, _ in grouped.seen[kind]] == steps, kind
+        assert grouped.seen[kind] == one.seen[kind], kind  # the same gradients, too
+    assert all(norm is not None for _, norm in grouped.seen["step"])
+    assert not update_is_plain(trainer, trainer.lightning_module)
+
+
+@pytest.mark.parametrize(
+    "hook", [None, "on_before_backward", "on_after_backward", "on_before_optimizer_step"]
+)
+def test_an_update_is_plain_unless_a_callback_listens_to_it(tmp_path, hook):
+    callbacks = [TensorBoardExtras(every_n_steps=2), NonFiniteLossGuard()]
+    if hook is not None:
+        callbacks.append(type("Listener", (L.Callback,), {hook: lambda self, *args: None})())
+    trainer, model, _ = _fit_updates(tmp_path, 4, callbacks=callbacks)
+    assert update_is_plain(trainer, model) == (hook is None)
+    weights, _, _ = _reference(updates=2 * UPDATES_PER_EPOCH, epochs=2)
+    _assert_same_weights(model, weights)  # either way, every update; counted in global_step
+    assert trainer.global_step == 2 * UPDATES_PER_EPOCH
+
+
+def test_an_update_is_plain_in_64_bit_precision_not_in_mixed_precision(tmp_path):
+    trainer = _trainer(tmp_path, precision="64-true")
+    model = _classifier(gnn.BCEWithLogitsLoss(), None)
+    trainer.strategy.connect(model)
+    assert update_is_plain(trainer, model)
+    mixed = _trainer(tmp_path, precision="bf16-mixed")  # its own optimizer_step (16-bit scaling)
+    mixed.strategy.connect(model)
+    assert not update_is_plain(mixed, model)
 
 
 def test_the_logged_curves_do_not_depend_on_updates_per_batch(tmp_path):

@@ -7,7 +7,7 @@ descent (the tutorial's section 6), from tensors in memory through ``TensorBatch
 from gdtorch.data.base import CatImageDataset
 from gdtorch.data.cifar import CIFAR10Cats
 from gdtorch.data.datamodule import MODES, SOURCES, CatDataModule
-from gdtorch.data.folder import ImageFolderCats
+from gdtorch.data.folder import ImageFolderCats, image_files, load_image
 from gdtorch.data.loader import TensorBatchLoader, Updates, first_update
 from gdtorch.data.synthetic import SyntheticCats
 
@@ -22,4 +22,6 @@ __all__ = [
     "TensorBatchLoader",
     "Updates",
     "first_update",
+    "image_files",
+    "load_image",
 ]

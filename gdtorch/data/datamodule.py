@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,9 @@ class CatDataModule(L.LightningDataModule):
             fits, see above), a device such as ``"cuda"``, or ``None`` for the CPU.
         updates_per_batch: training batches served together as one :class:`Updates` (see
             above); ``1`` serves every batch on its own. Batch mode always serves one.
+        normalization: per-channel ``(mean, std)`` to normalise every split with, instead of
+            the training split's statistics: a trained model's (``CatClassifier.input_mean``,
+            ``input_std``), to evaluate it on other data exactly as it was trained.
 
     Raises:
         ValueError: an unknown ``source`` or ``mode``, a non-positive size, or a missing ``root``.
@@ -109,6 +113,7 @@ class CatDataModule(L.LightningDataModule):
         download: bool = False,
         device: str | torch.device | None = "auto",
         updates_per_batch: int = 1,
+        normalization: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -141,6 +146,7 @@ class CatDataModule(L.LightningDataModule):
         self.balance, self.positive_class, self.download = balance, positive_class, download
         self.device = device
         self.updates_per_batch = updates_per_batch
+        self.normalization = _checked_normalization(normalization)
         self.train_set: CatImageDataset | None = None
         self.val_set: CatImageDataset | None = None
         self.test_set: CatImageDataset | None = None
@@ -178,6 +184,11 @@ class CatDataModule(L.LightningDataModule):
             splits = [CatImageDataset(s.images.to(device), s.targets.to(device)) for s in splits]
         self.train_set, self.val_set, self.test_set = splits
         images = self.train_set.images
+        if self.normalization is not None:
+            mean, std = self.normalization
+            self.mean = torch.tensor(mean, dtype=images.dtype, device=images.device)
+            self.std = torch.tensor(std, dtype=images.dtype, device=images.device)
+            return
         self.mean = images.mean(dim=(0, 2, 3))
         self.std = images.std(dim=(0, 2, 3)).clamp_min(torch.finfo(images.dtype).eps)
 
@@ -304,6 +315,28 @@ class CatDataModule(L.LightningDataModule):
         sizes = {"n_test": self.n_test, "n_val": self.n_val, "n_train": self.n_train}
         test, val, train = _draw(photos, sizes, generator)
         return [train, val, test]
+
+
+def _checked_normalization(
+    normalization: tuple[Sequence[float], Sequence[float]] | None,
+) -> tuple[list[float], list[float]] | None:
+    """``normalization`` as two lists of three floats, the stds positive.
+
+    Raises:
+        ValueError: it is not a ``(mean, std)`` pair of three numbers each, or a std is not > 0.
+    """
+    if normalization is None:
+        return None
+    try:
+        mean, std = ([float(v) for v in values] for values in normalization)
+    except (TypeError, ValueError):
+        mean = std = []
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(
+            f"normalization must be a (mean, std) pair of three per-channel numbers, the stds "
+            f"> 0; got {normalization!r}"
+        )
+    return mean, std
 
 
 def _draw(

@@ -12,7 +12,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from gdtorch.data.base import CatImageDataset
 
-__all__ = ["ImageFolderCats"]
+__all__ = ["ImageFolderCats", "image_files", "load_image"]
 
 
 class ImageFolderCats(CatImageDataset):
@@ -71,7 +71,7 @@ class ImageFolderCats(CatImageDataset):
         self.paths: list[Path] = []
         labels: list[float] = []
         for name in self.class_folders:
-            files = _image_files(root / name)
+            files = image_files(root / name)
             if not files:
                 raise ValueError(
                     f"class folder {root / name} holds no images (extensions: "
@@ -81,7 +81,7 @@ class ImageFolderCats(CatImageDataset):
             labels += [float(name == positive_class)] * len(files)
 
         def load(path: Path) -> torch.Tensor:
-            return _load_image(path, image_size)
+            return load_image(path, image_size)
 
         if num_workers > 0:
             with ThreadPoolExecutor(max_workers=num_workers) as pool:
@@ -92,8 +92,8 @@ class ImageFolderCats(CatImageDataset):
         super().__init__(images, torch.tensor(labels))
 
 
-def _image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively, skipping hidden entries), sorted."""
+def image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, by extension, skipping hidden entries), sorted."""
     return sorted(
         p
         for p in folder.rglob("*")
@@ -103,8 +103,16 @@ def _image_files(folder: Path) -> list[Path]:
     )
 
 
-def _load_image(path: Path, image_size: int) -> torch.Tensor:
-    """Decode ``path`` to a ``uint8`` ``(3, image_size, image_size)`` tensor."""
+def load_image(path: str | Path, image_size: int) -> torch.Tensor:
+    """Decode ``path`` to a ``uint8`` ``(3, image_size, image_size)`` tensor.
+
+    The one preprocessing of a photo, for training, evaluation and prediction alike: decode,
+    convert to RGB, centre-crop to a square and resize to ``image_size`` (bilinear). Divide by
+    255 for ``[0, 1]``.
+
+    Raises:
+        ValueError: ``path`` cannot be decoded as an image; the message names it.
+    """
     try:
         with Image.open(path) as image:
             square = ImageOps.fit(

@@ -94,7 +94,7 @@ def build(cfg: DictConfig) -> tuple[L.Trainer, CatClassifier, L.LightningDataMod
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=callbacks, plugins=_plugins(cfg.trainer)
+        cfg.trainer, logger=logger, callbacks=callbacks, plugins=plugins(cfg.trainer)
     )
     return trainer, model, datamodule
 
@@ -136,7 +136,7 @@ def _check_something_to_train(cfg: DictConfig) -> int:
     return start_step
 
 
-def _plugins(trainer_cfg: DictConfig) -> list:
+def plugins(trainer_cfg: DictConfig) -> list:
     """The trainer's plugins, with :class:`AtomicCheckpointIO` unless one sets a CheckpointIO.
 
     Lightning's own save is atomic only when ``$TMPDIR`` shares the checkpoint folder's file
@@ -147,10 +147,10 @@ def _plugins(trainer_cfg: DictConfig) -> list:
         configured = []
     elif not OmegaConf.is_list(configured):
         configured = [configured]
-    plugins = [instantiate(p) if OmegaConf.is_config(p) else p for p in configured]
-    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
-        plugins.append(AtomicCheckpointIO())
-    return plugins
+    made = [instantiate(p) if OmegaConf.is_config(p) else p for p in configured]
+    if not any(isinstance(plugin, CheckpointIO) for plugin in made):
+        made.append(AtomicCheckpointIO())
+    return made
 
 
 def _floats(metrics: dict) -> dict[str, float]:

@@ -6,6 +6,7 @@ Lightning and the rest of the trainer are imported inside :func:`main`, when a r
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -81,3 +82,71 @@ def _log_lightning_through_hydra() -> None:
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def eval_main(cfg: DictConfig) -> float:
+    """``gdtorch-eval ckpt_path=… [data=… data.root=…]``: test a checkpoint, print the metrics."""
+    from gdtorch.evaluate import evaluate
+
+    _log_lightning_through_hydra()
+    try:
+        metrics = evaluate(cfg)
+    except Exception as err:
+        if not isinstance(err, user_errors()) or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _exit_with_user_error("gdtorch-eval", err)
+    return metrics.get("test/acc", float("nan"))
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``gdtorch-predict CHECKPOINT PATH... [--csv FILE]``: ``P(cat)`` of each image.
+
+    Prints one line per image, ``path<TAB>P(cat)<TAB>cat|not-cat``; a file that cannot be
+    read gets one ``gdtorch-predict: error: …`` line on stderr and the others still run.
+
+    Returns:
+        The exit status: 0, or 1 when a path gave no prediction or the checkpoint is unusable.
+    """
+    from gdtorch.lightning import CatClassifier, CheckpointError
+    from gdtorch.predict import predict, write_csv
+
+    parser = argparse.ArgumentParser(
+        prog="gdtorch-predict",
+        description="Does this image contain a cat? P(cat) of each image, from a checkpoint.",
+    )
+    parser.add_argument("checkpoint", help="a .ckpt file written by gdtorch-train")
+    parser.add_argument("paths", nargs="+", help="image files, or folders searched recursively")
+    parser.add_argument("--csv", metavar="FILE", help="also write path,p_cat,label rows to FILE")
+    parser.add_argument("--batch-size", type=_positive_int, default=1024, help="default: 1024")
+    parser.add_argument(
+        "--device", default="cpu", help="where to run the model: cpu (default), cuda, cuda:1, …"
+    )
+    args = parser.parse_args(argv)
+    try:
+        model = CatClassifier.load_from_checkpoint(args.checkpoint, map_location=args.device)
+    except (CheckpointError, RuntimeError, ValueError) as err:
+        print(f"gdtorch-predict: error: {user_message(err)}", file=sys.stderr)
+        return 1
+    predictions, failures = predict(model, args.paths, batch_size=args.batch_size)
+    for prediction in predictions:
+        print(f"{prediction.path}\t{prediction.probability:.4f}\t{prediction.label}")
+    for failure in failures:
+        print(f"gdtorch-predict: error: {failure.path}: {failure.reason}", file=sys.stderr)
+    if args.csv:
+        write_csv(predictions, args.csv)
+    return 1 if failures else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _exit_with_user_error(prog: str, err: BaseException) -> None:
+    """One line on stderr for a user error, then exit status 1."""
+    print(f"{prog}: error: {user_message(err)}", file=sys.stderr)
+    print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+    sys.exit(1)

@@ -13,7 +13,9 @@ from pathlib import Path
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")  # the repository's conf/
+# The Hydra config tree: gdtorch/conf, a link to the repository's conf/ in a source checkout and
+# the packaged copy of it in an installed wheel.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
 def input_size(image_size: int | str, channels: int | str = 3) -> int:

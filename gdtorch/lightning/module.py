@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
@@ -12,8 +13,11 @@ from torch import Tensor
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from gdtorch.data import Updates
+from gdtorch.data import Updates, load_image
+from gdtorch.data.datamodule import EVAL_BATCH_SIZE
 from gdtorch.lightning._compat import count_extra_updates, plain_step, update_is_plain
+from gdtorch.lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError
+from gdtorch.lightning.parts import parts_from_config
 
 OptimizerFactory = Callable[[Iterable[torch.nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
@@ -43,6 +47,13 @@ class CatClassifier(L.LightningModule):
     after each validation, at the step of the last update before it, and ``test/loss``,
     ``test/acc`` and ``test/auroc`` (torchmetrics, per stage).
 
+    A checkpoint is a classifier on its own: ``CatClassifier.load_from_checkpoint(path)``
+    rebuilds the network, loss and optimizer from the run config in its hyper-parameters, and
+    the buffers ``input_mean`` and ``input_std`` carry the normalisation of the data it was
+    trained on (the training split's per-channel statistics, taken from the data module when
+    fitting starts), so that :meth:`predict_images` prepares a photo exactly as the validation
+    and test images were.
+
     Args:
         net: the network, mapping images ``(N, 3, H, W)`` to one output per image ``(N, 1)``.
         loss: the cost function ``C(output, target)``.
@@ -50,16 +61,23 @@ class CatClassifier(L.LightningModule):
             ``functools.partial(gdtorch.optim.GradientDescent, lr=0.1)``.
         scheduler: optional partial LR scheduler, called with the optimizer; stepped each epoch
             (``ReduceLROnPlateau`` watches ``val/loss``).
-        input_shape: shape of one image, for ``example_input_array`` (model summaries, graphs).
+        input_shape: shape of one image, ``(3, image_size, image_size)``: the size photos are
+            resized to, and ``example_input_array`` (model summaries, graphs).
         config: the run's configuration, stored as plain containers in the checkpoint's
             hyper-parameters (a ``DictConfig`` would not load with ``weights_only=True``).
+            ``net``, ``loss`` and ``optimizer`` left out are built from its ``model``, ``loss``,
+            ``optimizer`` and ``scheduler`` entries (classes of ``torch.nn``, ``torch.optim``,
+            ``gdtorch.nn`` and ``gdtorch.optim`` only).
+
+    Raises:
+        ValueError: ``net``, ``loss`` or ``optimizer`` is missing and there is no ``config``.
     """
 
     def __init__(
         self,
-        net: torch.nn.Module,
-        loss: torch.nn.Module,
-        optimizer: OptimizerFactory,
+        net: torch.nn.Module | None = None,
+        loss: torch.nn.Module | None = None,
+        optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
         input_shape: Sequence[int] = (3, 64, 64),
         config: Mapping[str, Any] | None = None,
@@ -71,6 +89,15 @@ class CatClassifier(L.LightningModule):
         elif config is not None:
             config = dict(config)
         self.save_hyperparameters(ignore=["net", "loss", "optimizer", "scheduler"])
+        if net is None or loss is None or optimizer is None:
+            if config is None:
+                raise ValueError(
+                    "CatClassifier needs net, loss and optimizer, or a run config (config) to "
+                    "build the missing ones from"
+                )
+            net, loss, optimizer, scheduler = parts_from_config(
+                config, net=net, loss=loss, optimizer=optimizer, scheduler=scheduler
+            )
         self.net = net
         self.loss_fn = loss
         self.optimizer_factory = optimizer
@@ -78,6 +105,9 @@ class CatClassifier(L.LightningModule):
         self.outputs_logits = isinstance(loss, torch.nn.BCEWithLogitsLoss)
         self.example_input_array = torch.zeros(2, *input_shape)
         self.automatic_optimization = False  # see training_step
+        # x ↦ (x − mean) / std per channel, as the data module served the images in training
+        self.register_buffer("input_mean", torch.zeros(3))
+        self.register_buffer("input_std", torch.ones(3))
         self.metrics = torch.nn.ModuleDict(
             {
                 f"{stage}_{name}": metric()
@@ -85,6 +115,121 @@ class CatClassifier(L.LightningModule):
                 for name, metric in (("acc", BinaryAccuracy), ("auroc", BinaryAUROC))
             }
         )
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path,
+        map_location: str | torch.device | None = None,
+        strict: bool = True,
+        **kwargs: Any,
+    ) -> CatClassifier:
+        """The trained classifier of a gdtorch-train checkpoint, from the file alone.
+
+        The file is read as data only (``torch.load(..., weights_only=True)``), whatever the
+        path or the environment says, so loading it cannot run code; the network, loss and
+        optimizer are rebuilt from the run config in it (see :class:`CatClassifier`).
+
+        Args:
+            checkpoint_path: a ``.ckpt`` file written by gdtorch-train (``last.ckpt`` or a best
+                one).
+            map_location: the device to put the model on (default: the CPU).
+            strict: whether the weights must match the rebuilt network's exactly.
+            **kwargs: constructor arguments that replace the checkpoint's, e.g. ``net=`` for a
+                network gdtorch cannot rebuild.
+
+        Returns:
+            The classifier in evaluation mode.
+
+        Raises:
+            CheckpointError: the file is missing, unreadable as data only, or not a
+                gdtorch-train checkpoint.
+        """
+        device = torch.device("cpu" if map_location is None else map_location)
+        checkpoint = AtomicCheckpointIO().load_checkpoint(checkpoint_path, map_location=device)
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        if not isinstance(hparams, dict) or "state_dict" not in checkpoint:
+            raise CheckpointError(
+                f"{checkpoint_path} is not a CatClassifier checkpoint (no hyper-parameters or "
+                f"weights): use a checkpoint written by gdtorch-train."
+            )
+        model = cls(**{**hparams, **kwargs})
+        model.load_state_dict(checkpoint["state_dict"], strict=strict)
+        return model.to(device).eval()
+
+    @property
+    def image_size(self) -> int:
+        """The side of the square images the network takes, in pixels."""
+        return int(self.hparams["input_shape"][-1])
+
+    def normalization(self) -> tuple[list[float], list[float]]:
+        """The per-channel ``(mean, std)`` the model's inputs are normalised with."""
+        return self.input_mean.tolist(), self.input_std.tolist()
+
+    def setup(self, stage: str) -> None:
+        """Keeps the data module's normalisation statistics in ``input_mean``/``input_std``."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        mean, std = getattr(datamodule, "mean", None), getattr(datamodule, "std", None)
+        if stage == "fit" and mean is not None and std is not None:
+            self.input_mean.copy_(mean)
+            self.input_std.copy_(std)
+
+    def preprocess(self, images: Tensor) -> Tensor:
+        """Images ``(N, 3, H, W)`` in ``[0, 1]`` normalised as in training: ``(x − μ) / σ``."""
+        return (images - self.input_mean.view(-1, 1, 1)) / self.input_std.view(-1, 1, 1)
+
+    def predict_images(
+        self, paths: Sequence[str | Path], batch_size: int = EVAL_BATCH_SIZE
+    ) -> Tensor:
+        """``P(cat)`` of each image file, prepared as the model's training photos were.
+
+        Each file is decoded, converted to RGB, centre-cropped and resized to
+        :attr:`image_size` (:func:`gdtorch.data.load_image`, as for a photo folder), then
+        classified by :meth:`predict_decoded`. An image is a cat when ``P(cat) > 0.5``, as the
+        accuracy metrics count.
+
+        Args:
+            paths: image files.
+            batch_size: images per forward pass.
+
+        Returns:
+            ``(len(paths),)`` probabilities on the model's device.
+
+        Raises:
+            ValueError: a file cannot be decoded as an image (the message names it).
+
+        Example:
+            >>> model = CatClassifier.load_from_checkpoint("run/checkpoints/last.ckpt")
+            >>> model.predict_images(["cat.jpg", "car.png"])
+            tensor([0.9135, 0.0712])
+        """
+        probabilities = [
+            self.predict_decoded(torch.stack([load_image(path, self.image_size) for path in chunk]))
+            for chunk in (paths[i : i + batch_size] for i in range(0, len(paths), batch_size))
+        ]
+        return torch.cat(probabilities) if probabilities else torch.empty(0, device=self.device)
+
+    @torch.no_grad()
+    def predict_decoded(self, images: Tensor) -> Tensor:
+        """``P(cat)`` of decoded images ``(N, 3, image_size, image_size)``.
+
+        Args:
+            images: ``uint8`` pixels as :func:`gdtorch.data.load_image` gives them, or floats
+                in ``[0, 1]``; scaled, normalised with the training statistics
+                (:meth:`preprocess`) and passed through the network in evaluation mode.
+
+        Returns:
+            ``(N,)`` probabilities on the model's device.
+        """
+        if images.dtype == torch.uint8:
+            images = images.to(self.input_mean.dtype).div_(255)
+        images = images.to(self.device, self.input_mean.dtype)
+        was_training = self.training
+        self.eval()
+        try:
+            return self.cat_probability(self(self.preprocess(images))).flatten()
+        finally:
+            self.train(was_training)
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)

@@ -9,7 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from gdtorch.data.base import CatImageDataset, balanced_indices
 from gdtorch.data.cifar import CIFAR10Cats
@@ -34,8 +34,19 @@ class CatDataModule(L.LightningDataModule):
     - ``"cifar10"``: :class:`CIFAR10Cats` from ``root``. Validation and training images are
       drawn without overlap from the 50,000 training images, test images from the 10,000 test
       images.
-    - ``"folder"``: :class:`ImageFolderCats` from ``root``: test, validation and training
-      images are drawn without overlap from all the photos.
+    - ``"folder"``: :class:`ImageFolderCats` from ``root``, in one of two layouts:
+
+      - flat, ``root/<class>/...``: test, validation and training images are drawn at random
+        without overlap from all the photos;
+      - fixed, ``root/train/<class>/...`` and ``root/test/<class>/...`` (torchvision's
+        ``ImageFolder`` users, Kaggle's cats-vs-dogs): the test split is all of ``root/test``,
+        as given (``n_test`` does not apply), and validation and training images are drawn
+        without overlap from ``root/train``, so that results compare with anyone else's on
+        the same split. The layout is fixed exactly when ``root`` holds sub-folders named
+        ``train`` and ``test``; each is checked as a photo folder of its own (the positive
+        class present, another class beside it, no empty class). A ``root`` with only one of
+        them, or with other folders beside them (e.g. ``val``), is refused: rename a class
+        folder called ``train`` or ``test``, or move the other folders out.
 
     Modes, for the training loader (validation and test are served in fixed order, in batches
     of ``EVAL_BATCH_SIZE``):
@@ -67,13 +78,17 @@ class CatDataModule(L.LightningDataModule):
         batch_size: examples per training batch in ``minibatch`` mode.
         image_size: side of the square images; CIFAR-10's 32×32 images are resized to it.
         n_train: training examples; for ``cifar10`` and ``folder``, ``None`` takes all that
-            remain after the other splits.
+            remain after the other splits (at least one must remain).
         n_val: validation examples.
-        n_test: test examples; for ``cifar10``, ``None`` takes the whole test set.
+        n_test: test examples; for ``cifar10``, ``None`` takes the whole test set. Ignored by
+            a fixed ``train/`` + ``test/`` photo folder, whose test split is all of ``test/``.
         seed: seeds the synthetic images, the splits, the balancing and the shuffling.
         num_workers: threads that decode photos for the ``folder`` source.
         balance: ``cifar10`` and ``folder``: keep as many non-cats as cats (drawn by ``seed``)
-            before splitting. CIFAR-10 has one cat in ten images.
+            before splitting. CIFAR-10 has one cat in ten images. ``None`` (the default) means
+            on for random splits (``cifar10``, a flat photo folder) and off for a fixed
+            ``train/`` + ``test/`` photo folder; there ``True`` balances the pool that
+            validation and training are drawn from, never the given test set.
         positive_class: ``folder``: the class sub-folder that holds the cats.
         download: ``cifar10``: download CIFAR-10 into ``root`` in ``prepare_data`` if missing.
         device: where to keep the tensors: ``"auto"`` (the trainer's accelerator when the data
@@ -85,7 +100,10 @@ class CatDataModule(L.LightningDataModule):
             ``input_std``), to evaluate it on other data exactly as it was trained.
 
     Raises:
-        ValueError: an unknown ``source`` or ``mode``, a non-positive size, or a missing ``root``.
+        ValueError: an unknown ``source`` or ``mode``, a non-positive size, a ``balance`` other
+            than ``True``, ``False`` or ``None``, or a missing ``root``; in ``setup``, sizes
+            that the data cannot fill (training included: at least one example), or a photo
+            folder with only one of ``train/`` and ``test/`` or other folders beside them.
 
     Example:
         >>> dm = CatDataModule(mode="minibatch", batch_size=32, n_train=64, n_val=16, n_test=16)
@@ -108,7 +126,7 @@ class CatDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         *,
-        balance: bool = True,
+        balance: bool | None = None,
         positive_class: str = "cat",
         download: bool = False,
         device: str | torch.device | None = "auto",
@@ -138,6 +156,11 @@ class CatDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
+        if balance is not None and not isinstance(balance, bool):
+            raise ValueError(
+                f"balance (data.balance) must be true, false or null (on for random splits, off "
+                f"for a fixed train/ + test/ photo folder), got {balance!r}"
+            )
         self.save_hyperparameters()
         self.source, self.root, self.mode = source, root, mode
         self.batch_size, self.image_size = batch_size, image_size
@@ -296,25 +319,85 @@ class CatDataModule(L.LightningDataModule):
         ]
 
     def _cifar_splits(self) -> list[CatImageDataset]:
+        balance = self._balances(fixed=False)
+
         def load(train: bool) -> CIFAR10Cats:
-            return CIFAR10Cats(self.root, train, self.image_size, self.balance, self.seed)
+            return CIFAR10Cats(self.root, train, self.image_size, balance, self.seed)
 
         generator = torch.Generator().manual_seed(self.seed)
         val, train = _draw(load(True), {"n_val": self.n_val, "n_train": self.n_train}, generator)
         (test,) = _draw(load(False), {"n_test": self.n_test}, generator)
         return [train, val, test]
 
+    def _balances(self, fixed: bool) -> bool:
+        """Whether to balance: ``balance``, or when it is ``None``, on unless the split is fixed."""
+        return not fixed if self.balance is None else self.balance
+
     def _folder_splits(self) -> list[CatImageDataset]:
-        photos: CatImageDataset = ImageFolderCats(
-            self.root, self.positive_class, self.image_size, self.num_workers
-        )
+        def load(folder: str | Path) -> ImageFolderCats:
+            return ImageFolderCats(folder, self.positive_class, self.image_size, self.num_workers)
+
         generator = torch.Generator().manual_seed(self.seed)
-        if self.balance:
+        fixed = _fixed_split_folders(self.root)
+        balance = self._balances(fixed is not None)
+        photos: CatImageDataset = load(self.root if fixed is None else fixed[0])
+        if balance:
             keep = balanced_indices(photos.targets, generator)
             photos = CatImageDataset(photos.images[keep], photos.targets[keep])
-        sizes = {"n_test": self.n_test, "n_val": self.n_val, "n_train": self.n_train}
-        test, val, train = _draw(photos, sizes, generator)
+        if fixed is None:
+            sizes = {"n_test": self.n_test, "n_val": self.n_val, "n_train": self.n_train}
+            test, val, train = _draw(photos, sizes, generator)
+            return [train, val, test]
+        train_folder, test_folder = fixed
+        test = load(test_folder)  # as given: never drawn from, never balanced
+        sizes = {"n_val": self.n_val, "n_train": self.n_train}
+        val, train = _draw(photos, sizes, generator, str(train_folder))
+        rank_zero_info(
+            f"photo folder {self.root}: fixed split, test = all {len(test)} images of "
+            f"{test_folder} (data.n_test is ignored); validation {len(val)} and training "
+            f"{len(train)} images drawn from {train_folder}"
+            f"{' (balanced)' if balance else ''}"
+        )
         return [train, val, test]
+
+
+def _fixed_split_folders(root: str | Path) -> tuple[Path, Path] | None:
+    """``(root/train, root/test)`` when ``root`` is a fixed-split photo folder, else ``None``.
+
+    A root holding sub-folders named ``train`` and ``test`` is a fixed split; one with neither
+    is a flat folder of classes (or does not exist, which ``ImageFolderCats`` reports).
+
+    Raises:
+        ValueError: ``root`` holds only one of ``train`` and ``test``, or other (non-hidden)
+            folders beside both.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return None
+    folders = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    parts = folders & {"train", "test"}
+    if not parts:
+        return None
+    layouts = (
+        f"either a fixed split, {root}/train/<class>/... and {root}/test/<class>/... (each "
+        f"holding the class sub-folders, e.g. {root}/train/cat and {root}/train/other), or a "
+        f"flat folder, {root}/<class>/..., with no class folder named 'train' or 'test'"
+    )
+    if len(parts) == 1:
+        (found,) = parts
+        (missing,) = {"train", "test"} - parts
+        raise ValueError(
+            f"photo folder {root} (data.root) holds {root / found} but no {root / missing}: "
+            f"expected {layouts}. Add {root / missing}, or rename the class folder {found!r}."
+        )
+    others = sorted(folders - parts)
+    if others:
+        raise ValueError(
+            f"photo folder {root} (data.root) holds train/ and test/ but also {others}: "
+            f"expected {layouts}. Move {others} out of {root} (a fixed split uses only train/ "
+            f"and test/, and draws validation from train/)."
+        )
+    return root / "train", root / "test"
 
 
 def _checked_normalization(
@@ -340,19 +423,37 @@ def _checked_normalization(
 
 
 def _draw(
-    dataset: CatImageDataset, sizes: dict[str, int | None], generator: torch.Generator
+    dataset: CatImageDataset,
+    sizes: dict[str, int | None],
+    generator: torch.Generator,
+    what: str = "the data",
 ) -> list[CatImageDataset]:
     """Disjoint random subsets of ``dataset`` of the given sizes; a last ``None`` takes the rest.
 
+    Args:
+        dataset: what to draw from.
+        sizes: subset sizes by setting name, e.g. ``{"n_val": 50, "n_train": None}``.
+        generator: decides which examples go where.
+        what: names ``dataset`` in errors, e.g. the folder it was read from.
+
     Raises:
-        ValueError: the sizes add up to more examples than ``dataset`` has.
+        ValueError: the sizes add up to more examples than ``dataset`` has, or leave none for
+            a last ``None`` (the rest).
     """
     wanted = sum(n for n in sizes.values() if n is not None)
+    *_, (last, last_n) = sizes.items()
+    asked = ", ".join(
+        f"{name}={'None (the rest)' if n is None else n}" for name, n in sizes.items()
+    )
+    have = f"{what} has only {len(dataset)} examples (after balancing, if on)"
     if wanted > len(dataset):
-        asked = ", ".join(f"{name}={n}" for name, n in sizes.items())
+        settings = ", ".join(f"data.{name}" for name in sizes)
+        raise ValueError(f"asked for {asked} but {have}: lower them ({settings}).")
+    if last_n is None and wanted == len(dataset):
+        settings = ", ".join(f"data.{name}" for name in sizes if name != last)
         raise ValueError(
-            f"asked for {asked} but the data has only {len(dataset)} examples"
-            " (after balancing, if on): lower them (data.n_train, data.n_val, data.n_test)."
+            f"asked for {asked} but {have}, which leaves no example for {last}: lower "
+            f"{settings} to leave at least one."
         )
     order = torch.randperm(len(dataset), generator=generator)
     subsets, start = [], 0

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import gdtorch
-from tests.cases import with_layout
+from tests.cases import TrainedRun, train_on_photos, with_layout
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,9 @@ def saved_bytes():
         return total
 
     return count
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> TrainedRun:
+    """A run on a photo folder with fixed train/ and test/ splits (see ``train_on_photos``)."""
+    return train_on_photos(tmp_path_factory.mktemp("trained"))

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from tests import test_cli, test_train
-from tests.cases import TINY
+from tests.cases import TINY, write_photos
 from tests.reliability import test_ddp, test_resume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,13 @@ _spec.loader.exec_module(learning_table)
 
 TRAIN_COMMANDS = learning_table.readme_train_commands(README)
 PYTHON_SNIPPETS = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+USE_COMMANDS = [
+    line
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.DOTALL)
+    for line in block.splitlines()
+    if re.match(r"(gdtorch-(predict|eval)|python scripts/(predict|eval)\.py) ", line)
+]
+RUN_DIR = "outputs/…"  # the README's trained run, in the use commands and snippets
 
 
 def _online() -> bool:
@@ -75,6 +83,37 @@ def _run(command: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_readme_has_train_commands_and_snippets():
     assert len(TRAIN_COMMANDS) >= 8 and len(PYTHON_SNIPPETS) >= 4
+    assert {line.split()[0] for line in USE_COMMANDS} >= {"gdtorch-predict", "gdtorch-eval"}
+
+
+@pytest.fixture(scope="module")
+def user_folder(tmp_path_factory) -> Path:
+    """A user's folder after a tiny default run, with the photos the README's examples name."""
+    folder = tmp_path_factory.mktemp("user")
+    first = _run(_with_tiny_sizes("bash scripts/train.sh"), folder)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (checkpoint,) = folder.glob("outputs/*/*/checkpoints/last.ckpt")
+    (folder / "run_dir.txt").write_text(str(checkpoint.parent.parent.relative_to(folder)))
+    write_photos(folder / "photos", {"cat": 70, "other": 70}, seed=0)
+    Image.new("RGB", (40, 30), (200, 60, 40)).save(folder / "my_cat.jpg")
+    Image.new("RGB", (30, 40), (40, 60, 200)).save(folder / "my_car.png")
+    return folder
+
+
+@pytest.mark.parametrize("command", USE_COMMANDS)
+def test_every_use_command_in_the_readme_runs_as_written(command, user_folder):
+    command = command.replace(RUN_DIR, (user_folder / "run_dir.txt").read_text())
+    command = command.replace("python scripts/", f"python {ROOT}/scripts/")  # from the repo
+    if "eval" in command.split()[0] or "eval.py" in command:
+        command = _with_tiny_sizes(command)  # quiet, and sizes the photo folder holds
+    result = _run(command, user_folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    if "predict" in command:
+        lines = [line.split("\t") for line in result.stdout.splitlines()]
+        named = [w for w in shlex.split(command) if w.endswith((".jpg", ".png"))]
+        assert {path for path, _, _ in lines} >= set(named) and all(len(x) == 3 for x in lines)
+    else:
+        assert re.search(r"^test/acc: [0-9.]+$", result.stdout + result.stderr, re.MULTILINE)
 
 
 @pytest.mark.slow
@@ -100,10 +139,15 @@ def test_every_train_command_in_the_readme_runs_as_written(command, tmp_path):
 
 
 @pytest.mark.parametrize("snippet", PYTHON_SNIPPETS, ids=lambda s: s.splitlines()[0][:40])
-def test_every_python_snippet_in_the_readme_runs(snippet, tmp_path):
+def test_every_python_snippet_in_the_readme_runs(snippet, tmp_path, request):
+    # a snippet that uses a trained run runs in the user's folder that has one
+    cwd = tmp_path
+    if RUN_DIR in snippet:
+        cwd = request.getfixturevalue("user_folder")
+        snippet = snippet.replace(RUN_DIR, (cwd / "run_dir.txt").read_text())
     result = subprocess.run(
         [sys.executable, "-c", snippet],
-        cwd=tmp_path,
+        cwd=cwd,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         capture_output=True,
         text=True,

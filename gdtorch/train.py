@@ -1,6 +1,6 @@
 """Layer 6: ``run(cfg)`` — one training run from a Hydra config, kept apart from the CLI shell.
 
-``run`` seeds everything, instantiates the data, network, loss, optimizer, scheduler, logger,
+``run`` seeds everything, instantiates the data, network, loss, optimizer, scheduler, loggers,
 callbacks and trainer from the config, fits, tests the best checkpoint and returns the metrics.
 ``scripts/train.py`` and the ``gdtorch-train`` console script only wrap it in ``@hydra.main``.
 """
@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as L
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 import gdtorch.config  # noqa: F401  (registers the config resolvers run(cfg) relies on)
@@ -39,7 +40,6 @@ def run(cfg: DictConfig) -> dict[str, float]:
     """
     start_step = _check_something_to_train(cfg)
     trainer, model, datamodule = build(cfg)
-    logger = trainer.logger if cfg.get("logger") else None
     with warnings.catch_warnings():
         # Lightning compares log_every_n_steps with its batches per epoch, but gdtorch logs by
         # updates, and one batch may carry many (data.updates_per_batch).
@@ -60,13 +60,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
     metrics.update(_floats(trainer.callback_metrics))
 
     if trainer.is_global_zero:
-        if logger and not trainer.fast_dev_run:
-            # The hparams view's metrics get their own ``hp/`` tags: logging the final values
-            # under the curves' own tags would add a point at step 0, after the last step, which
-            # TensorBoard's loader takes for a restart and purges every later point.
-            logger.log_hyperparams(
-                _flat_config(cfg), {f"hp/{k}": v for k, v in metrics.items() if "/" in k}
-            )
+        if not trainer.fast_dev_run:
+            _log_hyperparams(trainer.loggers, cfg, metrics)
         _report(cfg, trainer, metrics)
     return metrics
 
@@ -91,12 +86,50 @@ def build(cfg: DictConfig) -> tuple[L.Trainer, CatClassifier, L.LightningDataMod
         input_shape=(3, cfg.data.image_size, cfg.data.image_size),
         config=cfg,
     )
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, logger=logger, callbacks=callbacks, plugins=plugins(cfg.trainer)
+        cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=plugins(cfg.trainer)
     )
     return trainer, model, datamodule
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """The loggers of ``cfg.logger``, one per named entry, in the config's order.
+
+    ``cfg.logger`` holds named logger configs, e.g. ``{tensorboard: {_target_: …}, csv: {…}}``
+    (``logger=many``); an entry set to ``null`` (``logger.csv=null``) is left out.
+
+    Args:
+        cfg: a composed ``conf/train.yaml`` (or any config with a ``logger`` group).
+
+    Returns:
+        The instantiated loggers; an empty list for ``logger=none`` or ``~logger``.
+
+    Raises:
+        ValueError: an entry of ``cfg.logger`` is not a logger config with a ``_target_``.
+    """
+    group = cfg.get("logger")
+    if not group:
+        return []
+    if not OmegaConf.is_dict(group):
+        raise ValueError(
+            f"logger must be a dict of named logger configs or null, got {group!r}: choose "
+            f"logger=tensorboard, csv, many or none."
+        )
+    loggers = []
+    for name, entry in group.items():
+        if entry is None:
+            continue
+        if not OmegaConf.is_dict(entry) or "_target_" not in entry:
+            raise ValueError(
+                f"logger.{name} must be a logger config with a _target_ (e.g. "
+                f"logger.{name}._target_=lightning.pytorch.loggers.CSVLogger), got "
+                f"{OmegaConf.to_container(entry) if OmegaConf.is_config(entry) else entry!r}: "
+                f"each entry of logger is one named logger."
+            )
+        loggers.append(instantiate(entry))
+    return loggers
 
 
 def fit(
@@ -176,8 +209,26 @@ def _flat_config(cfg: DictConfig) -> dict[str, object]:
     return flat
 
 
+def _log_hyperparams(loggers: list[Logger], cfg: DictConfig, metrics: dict[str, float]) -> None:
+    """The run's flattened config, and beside it in TensorBoard the final metrics.
+
+    TensorBoard's hparams view gets the metrics under their own ``hp/`` tags: logging the final
+    values under the curves' own tags would add a point at step 0, after the last step, which
+    TensorBoard's loader takes for a restart and purges every later point. Other loggers take
+    the config only (the final metrics are already among their rows).
+    """
+    params = _flat_config(cfg)
+    hp_metrics = {f"hp/{k}": v for k, v in metrics.items() if "/" in k}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(params, hp_metrics)
+        else:
+            logger.log_hyperparams(params)
+        logger.save()
+
+
 def _report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> None:
-    """Logs the test metrics and where the checkpoints and TensorBoard logs are."""
+    """Logs the test metrics and where the checkpoints and the loggers' files are."""
     lines = [f"test accuracy: {metrics.get('test/acc', float('nan')):.4f}"]
     if "test/auroc" in metrics:
         lines.append(f"test AUROC:    {metrics['test/auroc']:.4f}")
@@ -185,8 +236,16 @@ def _report(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> N
         lines.append("fast_dev_run: no checkpoints or TensorBoard logs were written")
     if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.best_model_path:
         lines.append(f"best checkpoint: {trainer.checkpoint_callback.best_model_path}")
-    log_dir = getattr(trainer.logger, "log_dir", None)
-    if log_dir and Path(log_dir).is_dir():
-        lines.append(f"TensorBoard logs: {log_dir}")
-        lines.append(f"  view them with: tensorboard --logdir {cfg.paths.output_dir}")
+    for logger in [] if trainer.fast_dev_run else trainer.loggers:
+        log_dir = getattr(logger, "log_dir", None)
+        if not isinstance(log_dir, str) or not Path(log_dir).is_dir():
+            continue
+        log_dir = str(Path(log_dir))  # without the trailing "/" of an empty version
+        if isinstance(logger, TensorBoardLogger):
+            lines.append(f"TensorBoard logs: {log_dir}")
+            lines.append(f"  view them with: tensorboard --logdir {cfg.paths.output_dir}")
+        elif isinstance(logger, CSVLogger):
+            lines.append(f"CSV logs: {log_dir} (metrics.csv, hparams.yaml)")
+        else:
+            lines.append(f"{type(logger).__name__} logs: {log_dir}")
     log.info("\n".join(lines))

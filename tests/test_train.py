@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 import subprocess
 import sys
@@ -9,17 +10,20 @@ from pathlib import Path
 from typing import ClassVar
 
 import lightning.pytorch as L
+import numpy as np
 import pytest
 import torch
+import yaml
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from gdtorch import nn as gnn
 from gdtorch.config import resumed_hydra_subdir, resumed_run_dir
 from gdtorch.data import CatDataModule
 from gdtorch.optim import GradientDescent
-from gdtorch.train import run
+from gdtorch.train import build_loggers, run
 from tests.cases import TINY, compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +44,92 @@ def test_default_run_trains_tests_and_writes_logs_and_checkpoints(tmp_path, capl
     assert "test accuracy:" in caplog.text and "tensorboard --logdir" in caplog.text
     hparams_tags = events.Tags()["scalars"]
     assert {"hp/test/acc", "hp/val/acc"} <= set(hparams_tags)
+
+
+# Four updates an epoch (64 images, 16 a batch), two epochs; train/loss every second update.
+LOGGED = [*TINY, "data.batch_size=16", "trainer.log_every_n_steps=2"]
+
+
+def _csv_rows(path: Path) -> list[dict[str, float]]:
+    """``metrics.csv`` as one dict per row, holding only the columns that row filled."""
+    with path.open(newline="") as file:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+
+
+def _csv_curve(rows: list[dict[str, float]], tag: str) -> list[tuple[int, float]]:
+    return [(int(row["step"]), row[tag]) for row in rows if tag in row]
+
+
+def test_logger_csv_writes_every_metric_to_metrics_csv(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gdtorch.train")
+    metrics = run(compose_train(tmp_path, *LOGGED, "logger=csv"))
+    log_dir = tmp_path / "csv" / "version_0"
+    rows = _csv_rows(log_dir / "metrics.csv")
+    # train/loss and lr of updates k with (k + 1) % log_every_n_steps == 0, at step k
+    assert [step for step, _ in _csv_curve(rows, "train/loss")] == [1, 3, 5, 7]
+    assert [lr for _, lr in _csv_curve(rows, "lr")] == [0.05] * 4
+    # one val/acc per validation (after each epoch, at the step of its last update); the run
+    # returns the last one, and test/acc once, at the end
+    val_acc = _csv_curve(rows, "val/acc")
+    assert [step for step, _ in val_acc] == [3, 7]
+    assert val_acc[-1][1] == metrics["val/acc"]
+    assert _csv_curve(rows, "test/acc") == [(8, metrics["test/acc"])]
+    for tag in ("grad_norm/net.0.weight", "update_ratio/net.0.weight"):  # TensorBoardExtras
+        assert _csv_curve(rows, tag)
+    hparams = yaml.safe_load((log_dir / "hparams.yaml").read_text())
+    assert hparams["optimizer.lr"] == 0.05 and hparams["optimized_metric"] == "val/acc"
+    assert not (tmp_path / "tensorboard").exists()
+    assert f"CSV logs: {log_dir} (metrics.csv, hparams.yaml)" in caplog.text
+    assert "TensorBoard logs" not in caplog.text
+
+
+def test_logger_many_writes_the_same_values_to_tensorboard_and_csv(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gdtorch.train")
+    metrics = run(compose_train(tmp_path, *LOGGED, "logger=many"))
+    rows = _csv_rows(tmp_path / "csv" / "version_0" / "metrics.csv")
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"histograms": 0})
+    events.Reload()
+    tags = ["train/loss", "lr", "val/loss", "val/acc", "val/auroc", "test/acc"]
+    tags += [t for t in events.Tags()["scalars"] if t.startswith(("grad_norm/", "update_ratio/"))]
+    assert len(tags) == 6 + 2 * 4  # the four weight matrices of model=four_layer
+    for tag in tags:
+        board = [(e.step, e.value) for e in events.Scalars(tag)]
+        # TensorBoard keeps float32; the CSV file the float each logger was given
+        assert board == [(s, float(np.float32(v))) for s, v in _csv_curve(rows, tag)], tag
+    assert _csv_curve(rows, "val/acc")[-1][1] == metrics["val/acc"]
+    # images and histograms only where they can go
+    assert events.Tags()["images"] and events.Tags()["histograms"]
+    assert "_hparams_/experiment" in events.PluginTagToContent("hparams")
+    assert "TensorBoard logs:" in caplog.text and "CSV logs:" in caplog.text
+
+
+def test_a_resumed_csv_run_keeps_the_first_rows_and_writes_the_next_version(tmp_path):
+    run(compose_train(tmp_path, *LOGGED, "logger=csv", "trainer.max_epochs=1"))
+    first = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    run(compose_train(tmp_path, *LOGGED, "logger=csv", f"ckpt_path={last}"))
+    assert (tmp_path / "csv" / "version_0" / "metrics.csv").read_text() == first
+    rows = _csv_rows(tmp_path / "csv" / "version_1" / "metrics.csv")
+    assert [step for step, _ in _csv_curve(rows, "train/loss")] == [5, 7]  # after the resume
+    assert [step for step, _ in _csv_curve(rows, "val/acc")] == [7]
+
+
+def test_build_loggers_makes_one_logger_per_named_entry(tmp_path):
+    many = build_loggers(compose_train(tmp_path, "logger=many"))
+    assert [type(logger) for logger in many] == [TensorBoardLogger, CSVLogger]
+    assert Path(many[0].log_dir) == tmp_path / "tensorboard"
+    assert Path(many[1].log_dir) == tmp_path / "csv" / "version_0"
+    only_tensorboard = build_loggers(compose_train(tmp_path, "logger=many", "logger.csv=null"))
+    assert [type(logger) for logger in only_tensorboard] == [TensorBoardLogger]
+    assert build_loggers(compose_train(tmp_path, "logger=none")) == []
+    assert build_loggers(compose_train(tmp_path, "~logger")) == []
+
+
+def test_a_logger_config_without_names_is_refused_naming_the_setting(tmp_path):
+    cfg = compose_train(tmp_path, "logger=csv")
+    cfg.logger = {"_target_": "lightning.pytorch.loggers.CSVLogger", "save_dir": str(tmp_path)}
+    with pytest.raises(ValueError, match=r"logger\._target_ must be a logger config with a"):
+        build_loggers(cfg)
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 
@@ -42,26 +43,91 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float:
-    """``gdtorch-train [overrides...]``: train, test and log where the results are."""
+def main(cfg: DictConfig) -> float | None:
+    """``gdtorch-train [overrides...]``: train, test and log where the results are.
+
+    Returns:
+        The run's ``optimized_metric`` (see :func:`objective`), which a Hydra sweeper such as
+        ``hparams_search=optuna`` optimizes. A multirun job whose training diverged
+        (``NonFiniteLossError``) returns :func:`worst_value` instead of failing, so that the
+        sweep goes on.
+    """
+    from gdtorch.lightning import NonFiniteLossError
     from gdtorch.train import run
 
     _log_lightning_through_hydra()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        metrics = run(cfg)
+        value = objective(cfg, run(cfg))
     except Exception as err:
         if not isinstance(err, user_errors()):
             raise
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            # Hydra runs the sweep's other jobs, then reports the first failure.
+        if multirun:
             log.error("gdtorch-train: error: %s", user_message(err))
+            if isinstance(err, NonFiniteLossError):
+                # A diverged trial is a result of the search, not a broken sweep.
+                value = worst_value(HydraConfig.get().sweeper.get("direction"))
+                log.error(
+                    "this job diverged: it returns the worst value, %s, to the sweeper", value
+                )
+                return value
+            # Hydra runs the sweep's other jobs, then reports the first failure.
             raise
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"gdtorch-train: error: {user_message(err)}", file=sys.stderr)
         print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
         sys.exit(1)
-    return metrics.get("test/acc", float("nan"))
+    if multirun and value is not None:
+        log.info("objective %s: %r", cfg.optimized_metric, value)
+    return value
+
+
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """The metric ``cfg.optimized_metric`` names, among the metrics of a run: its objective.
+
+    Args:
+        cfg: the run's config; ``optimized_metric`` is ``val/acc`` in ``conf/train.yaml``.
+        metrics: what :func:`gdtorch.train.run` returned.
+
+    Returns:
+        ``metrics[cfg.optimized_metric]``, or ``None`` when ``optimized_metric`` is null.
+
+    Raises:
+        ValueError: ``optimized_metric`` names a test metric (a sweep would tune on the test
+            set), or a metric the run does not have.
+    """
+    name = cfg.get("optimized_metric")
+    if name is None:
+        return None
+    if str(name).startswith("test/"):
+        raise ValueError(
+            f"optimized_metric={name} would tune on the test set: choose a validation metric "
+            f"(val/acc, val/loss or val/auroc)."
+        )
+    if name not in metrics:
+        raise ValueError(
+            f"optimized_metric={name} is not a metric of this run: choose one of "
+            f"{', '.join(sorted(k for k in metrics if not k.startswith('test/')))}."
+        )
+    return metrics[name]
+
+
+def worst_value(direction: object) -> float:
+    """What a diverged multirun job returns: the worst objective for the sweeper's direction.
+
+    ``-inf`` when the sweeper maximizes (``hparams_search=optuna`` on ``val/acc``), ``+inf``
+    when it minimizes: Optuna records a complete trial with the worst value, and its sampler
+    learns to avoid that region. Not NaN: hydra-optuna-sweeper 1.3 stops the whole sweep when
+    told a NaN. NaN for a sweeper without one direction (Hydra's basic sweeper ignores the
+    value).
+
+    Args:
+        direction: ``hydra.sweeper.direction``: ``maximize``, ``minimize`` (a string or an
+            enum with that name), a list of them, or ``None``.
+    """
+    name = str(getattr(direction, "name", direction)).lower()
+    return {"maximize": -math.inf, "minimize": math.inf}.get(name, math.nan)
 
 
 def user_message(err: BaseException) -> str:

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import csv
+import math
 import os
+import re
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from gdtorch.cli import objective, worst_value
 from tests import cases
+from tests.cases import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SH = ROOT / "scripts" / "train.sh"
 TINY = [*cases.TINY, "trainer=cpu", "data.batch_size=16"]
 HINT = "(set HYDRA_FULL_ERROR=1 for the full traceback)"
+# Linear regression on pixels at η = 1e6: the squared error overflows in the first epoch.
+DIVERGES = ["model=logistic", "loss=mse", "output_activation=null", "optimizer.lr=1e6"]
 
 
 def train(cwd: Path, *overrides: str, full_error: bool = False) -> subprocess.CompletedProcess:
@@ -76,8 +87,9 @@ def test_a_relative_data_root_is_the_callers_folder(tmp_path):
         (["data.n_val=0"], ["ValueError", "n_val must be a positive int, got 0"]),
         (["ckpt_path=missing.ckpt"], ["CheckpointError", "checkpoint not found: missing.ckpt"]),
         (["trainer.max_epochs=0"], ["ValueError", "trainer.max_epochs=0 leaves nothing to train"]),
+        (DIVERGES, ["NonFiniteLossError", "the training loss is inf at step"]),
     ],
-    ids=["data-root", "value", "checkpoint", "no-epochs"],
+    ids=["data-root", "value", "checkpoint", "no-epochs", "diverged"],
 )
 def test_a_user_error_is_one_clear_line_and_exit_status_1(tmp_path, overrides, expected):
     assert_one_line_error(train(tmp_path, *TINY, *overrides), *expected)
@@ -146,3 +158,104 @@ def test_resuming_as_the_readme_says_continues_the_same_run(tmp_path):
     )
     assert_one_line_error(again, "the checkpoint has trained 6 epochs", "at least 7")
     assert sorted((a / "tensorboard").glob("events.*")) == event_files  # the refusal logs nothing
+
+
+def test_the_objective_is_the_optimized_metric_a_validation_metric():
+    metrics = {"val/acc": 0.75, "val/loss": 0.5, "test/acc": 0.9, "train/loss": 0.4}
+    cfg = OmegaConf.create({"optimized_metric": "val/acc"})
+    assert objective(cfg, metrics) == 0.75
+    assert objective(OmegaConf.create({"optimized_metric": "val/loss"}), metrics) == 0.5
+    assert objective(OmegaConf.create({"optimized_metric": None}), metrics) is None
+    with pytest.raises(ValueError, match="optimized_metric=test/acc would tune on the test set"):
+        objective(OmegaConf.create({"optimized_metric": "test/acc"}), metrics)
+    with pytest.raises(ValueError, match="choose one of train/loss, val/acc, val/loss"):
+        objective(OmegaConf.create({"optimized_metric": "val/accuracy"}), metrics)
+    assert compose_train(Path("unused")).optimized_metric == "val/acc"
+
+
+def test_a_diverged_job_returns_the_worst_value_for_the_sweeps_direction():
+    assert worst_value("maximize") == -math.inf
+    assert worst_value("minimize") == math.inf
+    assert worst_value(SimpleNamespace(name="MAXIMIZE")) == -math.inf  # an enum's name
+    assert math.isnan(worst_value(None)) and math.isnan(worst_value(["maximize", "minimize"]))
+
+
+def sweep(cwd: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, list[Trial], dict]:
+    """An Optuna sweep (``hparams_search=optuna``) of tiny runs; its trials and its result."""
+    folder = cwd / "sweep"
+    result = train(cwd, "hparams_search=optuna", *TINY, *overrides, f"hydra.sweep.dir={folder}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    trials = [Trial.read(job) for job in sorted(folder.glob("[0-9]*"), key=lambda p: int(p.name))]
+    best = yaml.safe_load((folder / "optimization_results.yaml").read_text())
+    return result, trials, best
+
+
+@dataclass
+class Trial:
+    """One job of a sweep, from its folder: its overrides and what it returned, as it logged."""
+
+    overrides: dict[str, str]
+    value: float  # -inf: diverged
+    log: str
+
+    @classmethod
+    def read(cls, job: Path) -> Trial:
+        lines = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        log = (job / "gdtorch-train.log").read_text()
+        found = re.search(r"objective val/acc: (\S+)$", log, flags=re.MULTILINE)
+        diverged = "this job diverged: it returns the worst value, -inf, to the sweeper" in log
+        assert (found is None) == diverged, log[-2000:]
+        value = -math.inf if diverged else float(found.group(1))
+        return cls(dict(line.split("=", 1) for line in lines), value, log)
+
+
+def _last_val_acc(job: Path) -> float:
+    with (job / "csv" / "version_0" / "metrics.csv").open(newline="") as file:
+        return [float(r["val/acc"]) for r in csv.DictReader(file) if r["val/acc"]][-1]
+
+
+def test_an_optuna_sweep_tunes_on_val_acc_and_reports_the_best_trial(tmp_path):
+    result, trials, best = sweep(tmp_path, "hydra.sweeper.n_trials=3", "logger=csv")
+    assert len(trials) == 3 and "Best value:" in result.stdout
+    searched = ("optimizer.lr", "data.mode", "model")
+    for job, trial in enumerate(trials):
+        assert all(key in trial.overrides for key in searched), trial.overrides
+        assert trial.overrides["model"] in {"four_layer", "two_layer", "logistic"}
+        assert 1e-3 <= float(trial.overrides["optimizer.lr"]) <= 1.0
+        if trial.value > -math.inf:  # the value it returned is its run's last val/acc
+            assert trial.value == _last_val_acc(tmp_path / "sweep" / str(job))
+    assert len({t.overrides["optimizer.lr"] for t in trials}) == 3  # three different trials
+    assert best["best_value"] == max(t.value for t in trials) > -math.inf
+    winners = [t for t in trials if t.value == best["best_value"]]
+    assert any(
+        best["best_params"]
+        == {
+            "optimizer.lr": float(t.overrides["optimizer.lr"]),
+            "data.mode": t.overrides["data.mode"],
+            "model": t.overrides["model"],
+        }
+        for t in winners
+    ), (best, [t.overrides for t in winners])
+
+
+def test_a_trial_that_diverges_does_not_end_the_sweep(tmp_path):
+    # η = 1e6 diverges (NonFiniteLossError), η = 1e-3 trains. The sampler's seed 0 draws 1e6
+    # first, then 1e-3: a trial after the diverged one still runs.
+    _, trials, best = sweep(
+        tmp_path,
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.seed=0",
+        "optimizer.lr=choice(0.001,1e6)",
+        *DIVERGES[:-1],
+        "data.mode=minibatch",
+        "~logger",
+    )
+    assert len(trials) == 3
+    diverged = [i for i, t in enumerate(trials) if t.value == -math.inf]
+    trained = [i for i, t in enumerate(trials) if t.value > -math.inf]
+    assert diverged and trained and diverged[0] < trained[-1], [t.overrides for t in trials]
+    for i in diverged:
+        assert trials[i].overrides["optimizer.lr"] == "1000000.0"
+        assert "gdtorch-train: error: NonFiniteLossError" in trials[i].log
+    assert best["best_params"] == {"optimizer.lr": 0.001}
+    assert best["best_value"] == max(t.value for t in trials)

@@ -2,9 +2,14 @@
 
 :class:`GradientDescent` computes, step for step and bit for bit, what :class:`torch.optim.SGD`
 computes (weight decay, momentum, dampening, Nesterov, maximize), so it can replace it by changing
-one line. The arithmetic lives in :func:`gradient_descent`, a functional form the class calls once
-per parameter group, with a readable single-tensor loop and a multi-tensor path on
-``torch._foreach_*`` kernels.
+one line. The arithmetic lives in :func:`gradient_descent`, a functional form, with a readable
+single-tensor loop and a multi-tensor path on ``torch._foreach_*`` kernels; the class runs the same
+arithmetic once per parameter group.
+
+Hyper-parameters are range-checked where they enter (the constructor) and again at every
+:meth:`GradientDescent.step`, where a group is re-checked only when one of its values changed: a
+learning rate set by ``load_state_dict``, a scheduler or an assignment to ``param_groups`` is
+checked before it is used.
 """
 
 from __future__ import annotations
@@ -29,6 +34,82 @@ _OPTION_DEFAULTS: dict[str, Any] = {
     "maximize": False,
     "foreach": None,
 }
+
+# The hyper-parameters whose range is checked, as named in a parameter group.
+_CHECKED_OPTIONS = ("lr", "momentum", "dampening", "weight_decay", "nesterov")
+# How torch.optim.SGD's messages start for each (it has none for dampening; this follows suit).
+_WORDING = {
+    "lr": "Invalid learning rate",
+    "momentum": "Invalid momentum value",
+    "weight_decay": "Invalid weight_decay value",
+    "dampening": "Invalid dampening value",
+}
+
+
+def _invalid_option(
+    lr: float | Tensor, momentum: float, dampening: float, weight_decay: float, nesterov: bool
+) -> tuple[str, str] | None:
+    """Find the first out-of-range hyper-parameter.
+
+    ``torch.optim.SGD``'s checks come first, in its order and with its wording, so that wherever
+    ``SGD`` refuses a set of values (negatives, ``-inf`` included) the message is its own. Then
+    NaN and ``+inf``, which ``SGD`` accepts silently, are refused for ``lr``, ``momentum``,
+    ``weight_decay`` and ``dampening``, with the allowed range in the message. A finite
+    ``dampening`` of any sign is accepted, as in ``SGD``.
+
+    Args:
+        lr: The learning rate η, a number or a 1-element tensor.
+        momentum: The momentum factor μ.
+        dampening: The dampening τ.
+        weight_decay: The L2 penalty λ.
+        nesterov: Whether Nesterov momentum is on.
+
+    Returns:
+        ``(name, message)`` for the first invalid option, or ``None`` when all are valid.
+    """
+    # torch.optim.SGD's checks, in its order and with its words.
+    if isinstance(lr, Tensor) and lr.numel() != 1:
+        return "lr", "Tensor lr must be 1-element"
+    if lr < 0.0:
+        return "lr", f"Invalid learning rate: {lr}"
+    if momentum < 0.0:
+        return "momentum", f"Invalid momentum value: {momentum}"
+    if weight_decay < 0.0:
+        return "weight_decay", f"Invalid weight_decay value: {weight_decay}"
+    if nesterov and (momentum <= 0 or dampening != 0):
+        return "nesterov", "Nesterov momentum requires a momentum and zero dampening"
+    # gdtorch's: NaN and +inf, which SGD accepts.
+    for name, value, allowed in (
+        ("lr", lr, "lr must be a finite number >= 0"),
+        ("momentum", momentum, "momentum must be a finite number >= 0"),
+        ("weight_decay", weight_decay, "weight_decay must be a finite number >= 0"),
+        ("dampening", dampening, "dampening must be a finite number"),
+    ):
+        if not math.isfinite(value):
+            return name, f"{_WORDING[name]}: {float(value)} ({allowed})"
+    return None
+
+
+def _unchanged_marker(value: Any) -> Any:
+    """What stands for ``value`` when a step compares a group's options with those last checked.
+
+    A number stands for itself. A tensor (e.g. a tensor ``lr``) stands for its identity and its
+    version counter, since schedulers change it in place with ``fill_``; comparing the marker
+    never reads the tensor's value, so it costs no device sync. An inference tensor, which has no
+    version counter, gets a marker equal to nothing, so it is checked at every step.
+
+    Args:
+        value: One of a group's checked options.
+
+    Returns:
+        The value itself, ``(id, version)`` for a tensor, or a fresh ``object()``.
+    """
+    if isinstance(value, Tensor):
+        try:
+            return (id(value), value._version)
+        except RuntimeError:
+            return object()
+    return value
 
 
 class GradientDescent(Optimizer):
@@ -69,9 +150,10 @@ class GradientDescent(Optimizer):
             of dicts defining parameter groups, whose keys override the options below per group.
         lr: The learning rate η: a float, or a 1-element tensor (read once per step). Must be
             finite and ``>= 0``.
-        momentum: The momentum factor μ (``>= 0``); 0 turns momentum off.
-        dampening: The dampening τ applied to each new gradient entering the momentum buffer.
-        weight_decay: The L2 penalty λ (``>= 0``), added to the gradient as ``λ θ``.
+        momentum: The momentum factor μ (finite, ``>= 0``); 0 turns momentum off.
+        dampening: The dampening τ applied to each new gradient entering the momentum buffer
+            (finite).
+        weight_decay: The L2 penalty λ (finite, ``>= 0``), added to the gradient as ``λ θ``.
         nesterov: Use Nesterov momentum; needs ``momentum > 0`` and ``dampening == 0``.
         maximize: Climb the cost instead of descending it (uses ``−∇C(θ)``).
         foreach: Use the multi-tensor ``torch._foreach_*`` path. ``None`` chooses as
@@ -79,9 +161,13 @@ class GradientDescent(Optimizer):
             supports it (e.g. CUDA), single-tensor otherwise.
 
     Raises:
-        ValueError: If a hyper-parameter is out of range, with ``torch.optim.SGD``'s wording. A
-            NaN or infinite ``lr`` and a NaN ``momentum`` or ``weight_decay`` are refused too
-            (``SGD`` accepts them silently).
+        ValueError: If a hyper-parameter is out of range, with ``torch.optim.SGD``'s wording: a
+            negative ``lr``, ``momentum`` or ``weight_decay``, or Nesterov without momentum or
+            with dampening. A NaN or infinite value of any of ``lr``, ``momentum``, ``dampening``
+            and ``weight_decay`` is refused too (``SGD`` accepts those silently). The constructor
+            checks its arguments; :meth:`step` checks every group again, so a value that arrives
+            later (``load_state_dict``, ``add_param_group``, a scheduler, an assignment to
+            ``param_groups``) is refused before it is used, with the group and option named.
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -103,20 +189,12 @@ class GradientDescent(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
     ) -> None:
-        if isinstance(lr, Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not math.isfinite(lr):
-            raise ValueError(
-                f"Invalid learning rate: {float(lr)} (lr must be a finite number >= 0)"
-            )
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not momentum >= 0.0:  # written so that NaN fails too
-            raise ValueError(f"Invalid momentum value: {momentum}")
-        if not weight_decay >= 0.0:
-            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        problem = _invalid_option(lr, momentum, dampening, weight_decay, nesterov)
+        if problem is not None:
+            raise ValueError(problem[1])
+        # Per group index: the markers of the options last found valid there, and the values
+        # themselves (held so that a tensor's id is not reused while its marker is kept).
+        self._checked_options: list[tuple[tuple, tuple]] = []
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -139,6 +217,36 @@ class GradientDescent(Optimizer):
         for options in (self.defaults, *self.param_groups):
             for key, value in _OPTION_DEFAULTS.items():
                 options.setdefault(key, value)
+        self._checked_options = []  # new groups: the next step checks them all
+
+    def _check_param_groups(self) -> None:
+        """Refuse an out-of-range hyper-parameter in any group before a step uses it.
+
+        A group is checked only when one of its options differs from those last found valid at
+        its index (compared through :func:`_unchanged_marker`), so a steady run pays a few
+        comparisons per group and step, and a scheduler one check per group per change.
+
+        Raises:
+            ValueError: With the constructor's wording, followed by the group and option, e.g.
+                ``Invalid learning rate: -0.1 in param_groups[0]['lr'] at step()``.
+        """
+        checked = self._checked_options
+        for index, group in enumerate(self.param_groups):
+            values = tuple(group[name] for name in _CHECKED_OPTIONS)
+            markers = tuple(_unchanged_marker(value) for value in values)
+            if index < len(checked) and checked[index][0] == markers:
+                continue
+            problem = _invalid_option(*values)
+            if problem is not None:
+                name, message = problem
+                where = f"in param_groups[{index}]['{name}'] at step()"
+                if name == "nesterov":
+                    where += f" (momentum={group['momentum']}, dampening={group['dampening']})"
+                raise ValueError(f"{message} {where}")
+            if index < len(checked):
+                checked[index] = (markers, values)
+            else:
+                checked.append((markers, values))
 
     def _init_group(
         self,
@@ -175,12 +283,18 @@ class GradientDescent(Optimizer):
 
         Returns:
             The closure's return value, or ``None`` without a closure.
+
+        Raises:
+            ValueError: If a group's hyper-parameter is out of range (see the class). Every group
+                is checked, after the closure and before any update, so a refused step changes no
+                parameter and no momentum buffer.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
 
+        self._check_param_groups()
         with torch.no_grad():
             for group in self.param_groups:
                 params: list[Tensor] = []
@@ -188,7 +302,7 @@ class GradientDescent(Optimizer):
                 momentum_buffers: list[Tensor | None] = []
                 self._init_group(group, params, grads, momentum_buffers)
 
-                gradient_descent(
+                _gradient_descent_unchecked(
                     params,
                     grads,
                     momentum_buffers,
@@ -225,6 +339,10 @@ def gradient_descent(
 
     The gradients are read, never written. Call it under ``torch.no_grad()``.
 
+    Unlike ``torch.optim.sgd.sgd``, which checks nothing, it range-checks the hyper-parameters on
+    every call, with :class:`GradientDescent`'s rules and wording. That costs a few comparisons of
+    numbers: a tensor ``lr`` is read once per call, which the update needs anyway.
+
     Args:
         params: The parameters to update.
         grads: Their gradients ∇C(θ), one per parameter, dense or sparse.
@@ -241,7 +359,46 @@ def gradient_descent(
             ``torch.optim.SGD`` does.
 
     Raises:
+        ValueError: If a hyper-parameter is out of range, worded as by :class:`GradientDescent`'s
+            constructor.
         RuntimeError: If ``weight_decay`` is non-zero and a gradient is sparse.
+    """
+    if isinstance(lr, Tensor) and lr.numel() == 1:
+        lr = lr.item()  # one read per call, for the check and the update
+    problem = _invalid_option(lr, momentum, dampening, weight_decay, nesterov)
+    if problem is not None:
+        raise ValueError(problem[1])
+    _gradient_descent_unchecked(
+        params,
+        grads,
+        momentum_buffers,
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        dampening=dampening,
+        nesterov=nesterov,
+        maximize=maximize,
+        foreach=foreach,
+    )
+
+
+def _gradient_descent_unchecked(
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
+    *,
+    lr: float | Tensor,
+    weight_decay: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    maximize: bool,
+    foreach: bool | None,
+) -> None:
+    """:func:`gradient_descent` without the range checks, for callers that made them already.
+
+    :meth:`GradientDescent.step` calls it once per group, after checking each group once per
+    change of its options.
     """
     if foreach is None:
         _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)

@@ -57,6 +57,8 @@ def test_step_does_not_use_torch_sgd(monkeypatch, make_network, train):
         train(network, GradientDescent(network.parameters(), lr=0.1, foreach=foreach), 1)
 
 
+NESTEROV = "Nesterov momentum requires a momentum and zero dampening"
+
 # (options, exact message, whether torch.optim.SGD raises the same)
 INVALID = [
     ({"lr": -1}, "Invalid learning rate: -1", True),
@@ -70,16 +72,51 @@ INVALID = [
         "Nesterov momentum requires a momentum and zero dampening",
         True,
     ),
+    # -inf is negative: SGD refuses it, in its words.
+    ({"lr": -math.inf}, "Invalid learning rate: -inf", True),
+    ({"momentum": -math.inf}, "Invalid momentum value: -inf", True),
+    ({"weight_decay": -math.inf}, "Invalid weight_decay value: -inf", True),
+    # SGD's checks come first: its message wins where it refuses too.
+    ({"nesterov": True, "momentum": 0.9, "dampening": math.nan}, NESTEROV, True),
+    ({"lr": math.nan, "momentum": -1}, "Invalid momentum value: -1", True),
+    # NaN and +inf, which SGD accepts silently.
     ({"lr": math.nan}, "Invalid learning rate: nan (lr must be a finite number >= 0)", False),
     ({"lr": math.inf}, "Invalid learning rate: inf (lr must be a finite number >= 0)", False),
-    ({"lr": -math.inf}, "Invalid learning rate: -inf (lr must be a finite number >= 0)", False),
     (
         {"lr": torch.tensor(math.nan)},
         "Invalid learning rate: nan (lr must be a finite number >= 0)",
         False,
     ),
-    ({"momentum": math.nan}, "Invalid momentum value: nan", False),
-    ({"weight_decay": math.nan}, "Invalid weight_decay value: nan", False),
+    (
+        {"momentum": math.nan},
+        "Invalid momentum value: nan (momentum must be a finite number >= 0)",
+        False,
+    ),
+    (
+        {"momentum": math.inf},
+        "Invalid momentum value: inf (momentum must be a finite number >= 0)",
+        False,
+    ),
+    (
+        {"weight_decay": math.nan},
+        "Invalid weight_decay value: nan (weight_decay must be a finite number >= 0)",
+        False,
+    ),
+    (
+        {"weight_decay": math.inf},
+        "Invalid weight_decay value: inf (weight_decay must be a finite number >= 0)",
+        False,
+    ),
+    (
+        {"momentum": 0.9, "dampening": math.nan},
+        "Invalid dampening value: nan (dampening must be a finite number)",
+        False,
+    ),
+    (
+        {"momentum": 0.9, "dampening": -math.inf},
+        "Invalid dampening value: -inf (dampening must be a finite number)",
+        False,
+    ),
 ]
 
 
@@ -91,6 +128,18 @@ def test_invalid_options_raise(options, message, torch_too):
     if torch_too:  # the wording is torch's own
         with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
             SGD(params, **options)
+    else:  # torch accepts it silently
+        SGD(params, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"dampening": -0.5}, {"dampening": 2.0}, {"momentum": 2.0}, {"lr": 0.0}, {"lr": -0.0}],
+)
+def test_finite_values_sgd_accepts_are_accepted(options):
+    params = [nn.Parameter(torch.ones(2))]
+    SGD(params, **options)
+    GradientDescent(params, **options)
 
 
 @pytest.mark.parametrize("foreach", [False, True])

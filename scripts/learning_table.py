@@ -8,7 +8,8 @@ run before ``trainer.max_epochs``), test accuracy of the best checkpoint, and wa
 Rows: each gradient-descent mode at its defaults (``data.mode=batch|minibatch|stochastic``), then
 with ``--readme`` every train command of README.md that this machine can run (a Hydra multirun
 becomes one row per job; commands that need CIFAR-10, a GPU or an earlier run are left out, and
-so are DDP runs, which Lightning starts by running this script again in each process).
+so are DDP runs, which Lightning starts by running this script again in each process, and
+hyper-parameter searches).
 Extra arguments are overrides added to every row, e.g. ``optimizer.lr=0.1``.
 """
 
@@ -31,7 +32,14 @@ from gdtorch.train import run
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("batch", "minibatch", "stochastic")
 TRAIN_COMMAND = re.compile(r"^(bash scripts/train\.sh|gdtorch-train)(\s|$)")
-NOT_HERE = ("data=cifar10", "ckpt_path=", "trainer.accelerator=gpu", "trainer=ddp")
+# (a sweep, hparams_search=…, is many runs chosen as it goes, not one row)
+NOT_HERE = (
+    "data=cifar10",
+    "ckpt_path=",
+    "trainer.accelerator=gpu",
+    "trainer=ddp",
+    "hparams_search=",
+)
 
 
 def readme_train_commands(readme: str) -> list[str]:

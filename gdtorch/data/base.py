@@ -51,9 +51,19 @@ def balanced_indices(targets: torch.Tensor, generator: torch.Generator) -> torch
 
     Returns:
         Sorted ``int64`` indices into ``targets``, half of them positives, half negatives.
+
+    Raises:
+        ValueError: a class is absent, so that balancing would keep nothing.
     """
     positives = torch.nonzero(targets == 1).flatten()
     negatives = torch.nonzero(targets == 0).flatten()
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError(
+            f"cannot balance {len(targets)} examples of which {len(positives)} are cats and "
+            f"{len(negatives)} non-cats: balancing keeps as many of each class as of the rarer "
+            f"one, which would keep none. Add examples of the missing class, or turn balancing "
+            f"off (balance=False, data.balance=false)."
+        )
     n = min(len(positives), len(negatives))
     keep = [
         group[torch.randperm(len(group), generator=generator)[:n]]

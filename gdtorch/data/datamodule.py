@@ -17,11 +17,15 @@ from gdtorch.data.folder import ImageFolderCats
 from gdtorch.data.loader import TensorBatchLoader
 from gdtorch.data.synthetic import SyntheticCats
 
-__all__ = ["MODES", "SOURCES", "CatDataModule"]
+__all__ = ["MIN_STD", "MODES", "SOURCES", "CatDataModule"]
 
 SOURCES = ("synthetic", "cifar10", "folder")
 MODES = ("batch", "stochastic", "minibatch")
 EVAL_BATCH_SIZE = 1024  # validation and test batches: any size gives the same metrics
+# A channel whose training pixels spread less than one 8-bit level is as good as constant:
+# dividing by its std would blow any other value up (by 8 million at float32's eps), so it is
+# centred but not scaled, as scikit-learn's StandardScaler treats a constant feature.
+MIN_STD = 1 / 255
 
 
 class CatDataModule(L.LightningDataModule):
@@ -65,6 +69,16 @@ class CatDataModule(L.LightningDataModule):
     All data lives in memory as tensors and is served by :class:`TensorBatchLoader`. Images are
     normalised per channel with the mean and standard deviation of the training split only
     (``mean``, ``std``); ``train_set``/``val_set``/``test_set`` keep the raw ``[0, 1]`` images.
+    A channel whose training pixels vary by less than one 8-bit level (std below
+    :data:`MIN_STD` = 1/255, e.g. a few solid-colour images) is centred but not scaled (its
+    ``std`` is 1), with a warning: dividing by a near-zero std would blow other images up.
+
+    What every split must hold, checked in ``setup`` before any training: at least one example
+    (the sizes must leave one for a ``None`` ``n_train``), and for the training split at least
+    one cat and one non-cat, as a classifier learns nothing from one class. A validation or
+    test split of one class only is allowed, with a warning (its accuracy counts that class
+    only, and AUROC needs both: torchmetrics reports 0).
+
     With ``device="auto"`` (the default) ``setup`` moves the tensors once to the trainer's
     accelerator when they take at most a quarter of its free memory, so every batch is a slice
     already on the device; otherwise (and on the CPU) they stay in host memory and Lightning
@@ -102,8 +116,11 @@ class CatDataModule(L.LightningDataModule):
     Raises:
         ValueError: an unknown ``source`` or ``mode``, a non-positive size, a ``balance`` other
             than ``True``, ``False`` or ``None``, or a missing ``root``; in ``setup``, sizes
-            that the data cannot fill (training included: at least one example), or a photo
-            folder with only one of ``train/`` and ``test/`` or other folders beside them.
+            that the data cannot fill (training included: at least one example), a training
+            split without both classes, balancing data that lacks a class, or a photo folder
+            with only one of ``train/`` and ``test/`` or other folders beside them. Each
+            message names the sizes asked for, the examples there are (after balancing, and
+            before it) and the settings to change.
 
     Example:
         >>> dm = CatDataModule(mode="minibatch", batch_size=32, n_train=64, n_val=16, n_test=16)
@@ -177,6 +194,7 @@ class CatDataModule(L.LightningDataModule):
         self.std: torch.Tensor | None = None
         self._train_loader: TensorBatchLoader | None = None
         self._resume_epoch = 0
+        self._fixed = False  # a photo folder with fixed train/ and test/ splits (setup sets it)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -202,6 +220,7 @@ class CatDataModule(L.LightningDataModule):
             "cifar10": self._cifar_splits,
             "folder": self._folder_splits,
         }[self.source]()
+        self._check_classes(*splits)
         device = self._data_device(splits)
         if device is not None:
             splits = [CatImageDataset(s.images.to(device), s.targets.to(device)) for s in splits]
@@ -213,7 +232,39 @@ class CatDataModule(L.LightningDataModule):
             self.std = torch.tensor(std, dtype=images.dtype, device=images.device)
             return
         self.mean = images.mean(dim=(0, 2, 3))
-        self.std = images.std(dim=(0, 2, 3)).clamp_min(torch.finfo(images.dtype).eps)
+        self.std = _scales(images.std(dim=(0, 2, 3)))
+
+    def _check_classes(
+        self, train: CatImageDataset, val: CatImageDataset, test: CatImageDataset
+    ) -> None:
+        """Refuse a training split without both classes; warn of a one-class val or test split.
+
+        Raises:
+            ValueError: the training split holds no cat or no non-cat.
+        """
+        if not _both_classes(train):
+            if self.source == "synthetic":
+                fix = "SyntheticCats draws half of n_train as cats: raise data.n_train to 2 or more"
+            elif self.n_train is not None:
+                fix = f"Raise data.n_train (now {self.n_train}): the random draw took one class"
+            else:
+                held_out = "data.n_val" if self._fixed else "data.n_val or data.n_test"
+                fix = f"Lower {held_out} to leave more for training"
+            if self.source != "synthetic":
+                fix += ", or set data.balance=true if one class is rare"
+            raise ValueError(
+                f"the training split holds {_counts(train)}: a classifier needs cats and "
+                f"non-cats to learn from. {fix}."
+            )
+        for stage, split, setting in (("val", val, "n_val"), ("test", test, "n_test")):
+            if _both_classes(split):
+                continue
+            name = {"val": "validation", "test": "test"}[stage]
+            rank_zero_warn(
+                f"the {name} split holds {_counts(split)}: {stage}/auroc needs both classes "
+                f"(torchmetrics reports 0 without) and {stage}/acc counts one class only: raise "
+                f"data.{setting} (now {getattr(self, setting)}) to draw both."
+            )
 
     def _data_device(self, splits: list[CatImageDataset]) -> torch.device | str | None:
         """Where the tensors go: ``device``, or for ``"auto"`` the trainer's GPU if they fit."""
@@ -325,8 +376,17 @@ class CatDataModule(L.LightningDataModule):
             return CIFAR10Cats(self.root, train, self.image_size, balance, self.seed)
 
         generator = torch.Generator().manual_seed(self.seed)
-        val, train = _draw(load(True), {"n_val": self.n_val, "n_train": self.n_train}, generator)
-        (test,) = _draw(load(False), {"n_test": self.n_test}, generator)
+        hint = (
+            ", or set data.balance=false to draw from every image (CIFAR-10 has one cat in ten)"
+            if balance
+            else ""
+        )
+        kept = " (balanced by data.balance: every cat and as many non-cats)" if balance else ""
+        sizes = {"n_val": self.n_val, "n_train": self.n_train}
+        what = f"CIFAR-10's training set in {self.root}{kept}"
+        val, train = _draw(load(True), sizes, generator, what, hint)
+        what = f"CIFAR-10's test set in {self.root}{kept}"
+        (test,) = _draw(load(False), {"n_test": self.n_test}, generator, what, hint)
         return [train, val, test]
 
     def _balances(self, fixed: bool) -> bool:
@@ -339,19 +399,25 @@ class CatDataModule(L.LightningDataModule):
 
         generator = torch.Generator().manual_seed(self.seed)
         fixed = _fixed_split_folders(self.root)
+        self._fixed = fixed is not None
         balance = self._balances(fixed is not None)
-        photos: CatImageDataset = load(self.root if fixed is None else fixed[0])
+        pool = self.root if fixed is None else fixed[0]
+        photos: CatImageDataset = load(pool)
+        what, hint = f"photo folder {pool}", ""
         if balance:
             keep = balanced_indices(photos.targets, generator)
+            if len(keep) < len(photos):
+                what += f", balanced (data.balance) from {_counts(photos)},"
+                hint = f", or set data.balance=false to split all {len(photos)} images"
             photos = CatImageDataset(photos.images[keep], photos.targets[keep])
         if fixed is None:
             sizes = {"n_test": self.n_test, "n_val": self.n_val, "n_train": self.n_train}
-            test, val, train = _draw(photos, sizes, generator)
+            test, val, train = _draw(photos, sizes, generator, what, hint)
             return [train, val, test]
         train_folder, test_folder = fixed
         test = load(test_folder)  # as given: never drawn from, never balanced
         sizes = {"n_val": self.n_val, "n_train": self.n_train}
-        val, train = _draw(photos, sizes, generator, str(train_folder))
+        val, train = _draw(photos, sizes, generator, what, hint)
         rank_zero_info(
             f"photo folder {self.root}: fixed split, test = all {len(test)} images of "
             f"{test_folder} (data.n_test is ignored); validation {len(val)} and training "
@@ -427,6 +493,7 @@ def _draw(
     sizes: dict[str, int | None],
     generator: torch.Generator,
     what: str = "the data",
+    hint: str = "",
 ) -> list[CatImageDataset]:
     """Disjoint random subsets of ``dataset`` of the given sizes; a last ``None`` takes the rest.
 
@@ -435,25 +502,34 @@ def _draw(
         sizes: subset sizes by setting name, e.g. ``{"n_val": 50, "n_train": None}``.
         generator: decides which examples go where.
         what: names ``dataset`` in errors, e.g. the folder it was read from.
+        hint: ends the fix an error proposes, e.g. ``", or set data.balance=false ..."``.
 
     Raises:
         ValueError: the sizes add up to more examples than ``dataset`` has, or leave none for
-            a last ``None`` (the rest).
+            a last ``None`` (the rest). The message names the sizes asked for, the examples
+            there are (cats and others) and the settings to change.
     """
     wanted = sum(n for n in sizes.values() if n is not None)
     *_, (last, last_n) = sizes.items()
     asked = ", ".join(
         f"{name}={'None (the rest)' if n is None else n}" for name, n in sizes.items()
     )
-    have = f"{what} has only {len(dataset)} examples (after balancing, if on)"
+    have = f"{what} has only {_counts(dataset)}"
     if wanted > len(dataset):
-        settings = ", ".join(f"data.{name}" for name in sizes)
-        raise ValueError(f"asked for {asked} but {have}: lower them ({settings}).")
-    if last_n is None and wanted == len(dataset):
-        settings = ", ".join(f"data.{name}" for name in sizes if name != last)
+        settings = _listed([f"data.{name}" for name in sizes if sizes[name] is not None])
         raise ValueError(
-            f"asked for {asked} but {have}, which leaves no example for {last}: lower "
-            f"{settings} to leave at least one."
+            f"asked for {asked} but {have}: lower {settings} to add up to at most "
+            f"{len(dataset)}{hint}."
+        )
+    if last_n is None and wanted == len(dataset):
+        others = [f"data.{name}" for name in sizes if name != last]
+        fix = (
+            f"lower {_listed(others)} to add up to less than {len(dataset)}"
+            if others
+            else "add images"
+        )
+        raise ValueError(
+            f"asked for {asked} but {have}, which leaves no example for {last}: {fix}{hint}."
         )
     order = torch.randperm(len(dataset), generator=generator)
     subsets, start = [], 0
@@ -462,3 +538,40 @@ def _draw(
         start += len(idx)
         subsets.append(CatImageDataset(dataset.images[idx], dataset.targets[idx]))
     return subsets
+
+
+def _both_classes(dataset: CatImageDataset) -> bool:
+    return 0 < int(dataset.targets.sum()) < len(dataset)
+
+
+def _counts(dataset: CatImageDataset) -> str:
+    """``"130 examples (50 cats, 80 non-cats)"``: the size of ``dataset`` and of its classes."""
+    cats = int(dataset.targets.sum())
+    return (
+        f"{_plural(len(dataset), 'example')} ({_plural(cats, 'cat')}, "
+        f"{_plural(len(dataset) - cats, 'non-cat')})"
+    )
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _listed(names: list[str]) -> str:
+    """``"a"``, ``"a and b"``, ``"a, b and c"``."""
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else names[0]
+
+
+def _scales(std: torch.Tensor) -> torch.Tensor:
+    """The per-channel ``std`` to normalise by: 1 where below :data:`MIN_STD`, with a warning."""
+    flat = std < MIN_STD
+    if std.device.type != "meta" and bool(flat.any()):  # meta tensors have no values to test
+        channels = ", ".join(
+            f"{'RGB'[c]} (std {std[c].item():.2g})" for c in flat.nonzero().flatten().tolist()
+        )
+        rank_zero_warn(
+            f"the training images hardly vary in channel {channels}: less than one 8-bit level "
+            f"(std < 1/255). It is centred but not scaled (std taken as 1), so that other "
+            f"images are not blown up; more varied training images avoid this."
+        )
+    return torch.where(flat, torch.ones_like(std), std)

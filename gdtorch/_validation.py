@@ -25,3 +25,13 @@ def set_validation(enabled: bool) -> None:
 def validation_enabled() -> bool:
     """Whether value checks are on (see :func:`set_validation`)."""
     return _ENABLED
+
+
+class DtypeError(TypeError, NotImplementedError):
+    """An argument of a dtype the operation does not take.
+
+    A ``TypeError``, as the argument is of the wrong type; also a ``NotImplementedError`` (and
+    so a ``RuntimeError``), which is what torch raises for the same call (``"mse_cpu" not
+    implemented for 'Long'``, ``Found dtype Float but expected Long``): code written against
+    torch that catches those still catches gdtorch's error.
+    """

@@ -7,6 +7,15 @@ BCE probabilities or targets outside [0, 1] and NaN targets raise. Those value c
 values (a device sync) and can be turned off with :func:`gdtorch.set_validation`; they are also
 skipped while ``torch.compile`` traces and inside ``torch.func`` transforms, where data-dependent
 errors cannot be raised.
+
+Dtypes follow torch, pair by pair (``tests/reliability/test_dtypes.py`` walks every pair of
+float16, bfloat16, float32, float64, int64 and bool): the same result dtype, or an error where
+torch raises one. A refused dtype raises :class:`DtypeError`, a
+``TypeError`` that is also the ``NotImplementedError``/``RuntimeError`` torch raises, naming the
+argument, its dtype and what is allowed. Complex tensors: ``linear``, ``sigmoid``, ``tanh``,
+``mlp`` (without ReLU) and ``l1_loss`` support them as torch does (Wirtinger gradients); ``relu``,
+``mse_loss`` and both BCEs refuse them, since ``max(z, 0)`` needs an order and a squared error
+or a log-likelihood of complex numbers is no real cost.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.nn import _reduction
 
-from gdtorch._validation import validation_enabled
+from gdtorch._validation import DtypeError, validation_enabled
 from gdtorch.autograd import (
     BCELossFunction,
     BCEWithLogitsLossFunction,
@@ -32,6 +41,7 @@ from gdtorch.autograd import (
 from gdtorch.autograd.mlp import ACTIVATIONS
 
 __all__ = [
+    "DtypeError",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "l1_loss",
@@ -45,6 +55,7 @@ __all__ = [
 ]
 
 _REDUCTIONS = ("none", "mean", "sum")
+_REAL_FLOATS = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
 
 
 # --------------------------------------------------------------------------- layers
@@ -53,8 +64,10 @@ _REDUCTIONS = ("none", "mean", "sum")
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``z = a Wᵀ + b`` through :class:`~gdtorch.autograd.LinearFunction`.
 
-    Under ``torch.autocast`` the operands are cast to the autocast dtype first, as torch does
-    for ``linear``, and the gradient flows back through those casts to the float32 parameters.
+    Under ``torch.autocast`` the floating-point operands are cast to the autocast dtype first, as
+    torch does for ``linear``, and the gradient flows back through those casts to the float32
+    parameters. Complex operands are supported (see :class:`~gdtorch.autograd.LinearFunction`)
+    and, as in torch, left uncast.
 
     Args:
         input: activations ``a`` of shape ``(*, in_features)``.
@@ -64,20 +77,25 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if _autocast_enabled(input):
         device_type = input.device.type
         dtype = torch.get_autocast_dtype(device_type)
+        input, weight, bias = (_autocast_cast(t, dtype) for t in (input, weight, bias))
         with torch.autocast(device_type, enabled=False):
-            return LinearFunction.apply(
-                input.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
-            )
+            return LinearFunction.apply(input, weight, bias)
     return LinearFunction.apply(input, weight, bias)
 
 
 def sigmoid(input: Tensor) -> Tensor:
-    """``σ(z) = 1 / (1 + e⁻ᶻ)`` through :class:`~gdtorch.autograd.SigmoidFunction`."""
+    """``σ(z) = 1 / (1 + e⁻ᶻ)`` through :class:`~gdtorch.autograd.SigmoidFunction`.
+
+    Real or complex ``z``, as torch (the backward multiplies by the conjugate slope for complex).
+    """
     return SigmoidFunction.apply(input)
 
 
 def tanh(input: Tensor) -> Tensor:
-    """``tanh(z)`` through :class:`~gdtorch.autograd.TanhFunction`."""
+    """``tanh(z)`` through :class:`~gdtorch.autograd.TanhFunction`.
+
+    Real or complex ``z``, as torch (the backward multiplies by the conjugate slope for complex).
+    """
     return TanhFunction.apply(input)
 
 
@@ -89,7 +107,12 @@ def relu(input: Tensor, inplace: bool = False) -> Tensor:
         inplace: accepted for signature compatibility with ``torch.nn.functional.relu``. The
             result is always a new tensor: the hand-written backward keeps a one-byte mask, so an
             in-place variant would save no memory for backward.
+
+    Raises:
+        DtypeError: ``input`` is complex: ``max(z, 0)`` needs an order, and torch refuses it too.
     """
+    if input.is_complex():
+        _refuse_complex_relu("relu", input)
     output, _ = ReLUFunction.apply(input)
     return output
 
@@ -112,9 +135,12 @@ def mlp(
         biases: ``b⁽ˡ⁾`` of shape ``(n⁽ˡ⁾,)``, one per layer.
         activations: ``"relu"``, ``"sigmoid"``, ``"tanh"`` or ``None``, one per layer.
 
+    Complex networks are supported without ReLU (see :class:`~gdtorch.autograd.MLPFunction`).
+
     Raises:
         ValueError: the lists differ in length, an activation is unknown, or ``input`` is not
             a batch of rows.
+        DtypeError: ``input`` is complex and an activation is ``"relu"``.
     """
     if not len(weights) == len(biases) == len(activations) > 0:
         raise ValueError(
@@ -128,6 +154,8 @@ def mlp(
         )
     if input.dim() != 2:
         raise ValueError(f"mlp: input must have shape (N, features), got {tuple(input.shape)}")
+    if input.is_complex() and "relu" in activations:
+        _refuse_complex_relu("mlp", input)
     params = [p for pair in zip(weights, biases, strict=True) for p in pair]
     return MLPFunction.apply(input, tuple(activations), *params)[-1]
 
@@ -145,6 +173,9 @@ def l1_loss(
 ) -> Tensor:
     """Mean absolute error ``C = mean |ŷ − y|`` (torch's ``l1_loss``; the tutorial's MAE).
 
+    ``input`` and ``target`` are promoted to their common dtype (``torch.result_type``), as in
+    torch; complex tensors are supported (``|ŷ − y|`` is real), as in torch.
+
     Args:
         input: predictions ``ŷ``.
         target: targets ``y``, the same shape as ``input``.
@@ -156,6 +187,8 @@ def l1_loss(
 
     Raises:
         ValueError: shapes differ, ``reduction`` is unknown, or ``target`` holds NaN.
+        DtypeError: ``input`` or ``target`` is a bool tensor (``ŷ − y`` is not defined for
+            bools; torch refuses them too).
     """
     reduction = _check_reduction(reduction, size_average, reduce)
     input, target, weight = _prepare_pointwise("l1_loss", input, target, weight)
@@ -174,7 +207,13 @@ def mse_loss(
     reduction: str = "mean",
     weight: Tensor | None = None,
 ) -> Tensor:
-    """Mean squared error ``C = mean (ŷ − y)²``. Arguments and errors as :func:`l1_loss`."""
+    """Mean squared error ``C = mean (ŷ − y)²``. Arguments and errors as :func:`l1_loss`, and:
+
+    Raises:
+        DtypeError: ``input`` or ``target`` is complex (``(ŷ − y)²`` would be a complex number,
+            not a cost to minimise; torch raises too), or, without ``weight``, neither is a
+            floating-point tensor (torch: ``"mse_cpu" not implemented for 'Long'``).
+    """
     reduction = _check_reduction(reduction, size_average, reduce)
     input, target, weight = _prepare_pointwise("mse_loss", input, target, weight)
     loss, _ = MSELossFunction.apply(input, target, weight, reduction)
@@ -199,14 +238,20 @@ def binary_cross_entropy(
         reduce: deprecated, as in torch (use ``reduction``).
         reduction: ``"none"``, ``"mean"`` or ``"sum"``.
 
+    Dtypes as torch: ``input`` and ``target`` share one real floating-point dtype, which the loss
+    takes; ``weight`` is cast to it.
+
     Raises:
         ValueError: shapes differ, ``reduction`` is unknown, or ``input`` or ``target`` holds
             a value outside [0, 1] or NaN.
-        TypeError: ``target`` is not a floating-point tensor.
+        DtypeError: ``input`` or ``target`` is not a real floating-point tensor, or their dtypes
+            differ (torch: ``Found dtype Double but expected Float``). A ``TypeError``.
     """
     name = "binary_cross_entropy"
     reduction = _check_reduction(reduction, size_average, reduce)
-    input, target, weight, _ = _prepare_bce(name, input, target, weight, None)
+    input, target, weight, _ = _prepare_bce(name, input, target, weight, None, same_dtype=True)
+    if weight is not None and weight.dtype != input.dtype:
+        weight = weight.to(input.dtype)  # torch's loss keeps the input's dtype
     if _checking_values():
         _check_in_unit_interval(
             name,
@@ -238,15 +283,32 @@ def binary_cross_entropy_with_logits(
         pos_weight: optional weight of the positive class, broadcastable to ``input``'s shape
             (one value per class along the last dimension).
 
+    Dtypes as torch: ``input`` and ``target`` may be any two real floating-point dtypes, and the
+    loss has ``target``'s dtype (torch builds it in place from ``1 − y``), e.g. float32 for
+    float16 logits and float32 targets. gdtorch computes in the wider of the two dtypes, with
+    ``weight`` and ``pos_weight`` cast to it, and rounds the loss to ``target``'s dtype.
+
     Raises:
         ValueError: shapes differ, ``reduction`` is unknown, or ``target`` holds a value
             outside [0, 1] or NaN.
-        TypeError: ``target`` is not a floating-point tensor.
+        DtypeError: ``input`` or ``target`` is not a real floating-point tensor (complex
+            included: torch would return a complex "loss" for a complex target). A
+            ``TypeError``.
     """
     name = "binary_cross_entropy_with_logits"
     reduction = _check_reduction(reduction, size_average, reduce)
     input, target, weight, pos_weight = _prepare_bce(name, input, target, weight, pos_weight)
-    return BCEWithLogitsLossFunction.apply(input, target, weight, pos_weight, reduction)
+    loss_dtype = target.dtype  # torch's loss has the target's dtype
+    promoted = input.dtype != loss_dtype
+    if promoted:
+        dtype = torch.promote_types(input.dtype, loss_dtype)
+        input, target = input.to(dtype), target.to(dtype)
+    if weight is not None and weight.dtype != input.dtype:
+        weight = weight.to(input.dtype)
+    if pos_weight is not None and pos_weight.dtype != input.dtype:
+        pos_weight = pos_weight.to(input.dtype)
+    loss = BCEWithLogitsLossFunction.apply(input, target, weight, pos_weight, reduction)
+    return loss.to(loss_dtype) if promoted else loss
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -262,6 +324,14 @@ def _checking_values() -> bool:
         validation_enabled()
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()
+    )
+
+
+def _refuse_complex_relu(name: str, input: Tensor) -> None:
+    raise DtypeError(
+        f"{name}: input has dtype {input.dtype}, and ReLU's max(z, 0) needs an order that "
+        f"complex numbers lack (torch: clamp is not supported for complex types); allowed: real "
+        f"floating-point tensors, or sigmoid/tanh, which take complex ones"
     )
 
 
@@ -324,11 +394,22 @@ def _autocast_enabled(tensor: Tensor) -> bool:
     return torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(tensor.device.type)
 
 
+def _autocast_cast(tensor: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """``tensor`` in ``dtype`` if it is a floating-point tensor: what autocast casts."""
+    if tensor is None or not tensor.is_floating_point() or tensor.dtype == dtype:
+        return tensor
+    return tensor.to(dtype)
+
+
 def _autocast_to_float32(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
-    """Under autocast, losses run in float32, as torch's autocast does for its losses."""
+    """Under autocast, losses run in float32, as torch's autocast does for its losses.
+
+    Like autocast, it casts floating-point tensors only: integer, bool and complex ones keep
+    their dtype (and meet the same dtype rules as outside autocast).
+    """
     if not _autocast_enabled(tensors[0]):
         return tensors
-    return tuple(None if t is None else t.float() for t in tensors)
+    return tuple(_autocast_cast(t, torch.float32) for t in tensors)
 
 
 def _prepare_pointwise(
@@ -344,39 +425,108 @@ def _prepare_pointwise(
     if _checking_values() and target.is_floating_point():
         _check_no_nan_target(name, target)
     input, target, weight = _autocast_to_float32(input, target, weight)
-    if input.dtype != target.dtype:
-        dtype = torch.result_type(input, target)
-        input, target = input.to(dtype), target.to(dtype)
+    if input.dtype != target.dtype or input.dtype not in _REAL_FLOATS:
+        input, target = _promote_pointwise(name, input, target, weight)
     return input, target, weight
 
 
-def _prepare_bce(
-    name: str, input: Tensor, target: Tensor, weight: Tensor | None, pos_weight: Tensor | None
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Checks shared by both BCE forms: shapes, target dtype and range, constant weights."""
-    _check_same_shape(name, input, target)
-    if not target.is_floating_point():
-        raise TypeError(
-            f"{name}: target must be a floating-point tensor of values in [0, 1], got dtype "
-            f"{target.dtype}; convert it with target.float()"
+def _promote_pointwise(
+    name: str, input: Tensor, target: Tensor, weight: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """torch's dtype rules for MAE and MSE, off the common path (two equal real float dtypes).
+
+    Both are promoted to ``torch.result_type(input, target)``. Refused, as torch refuses them:
+    a bool operand where torch subtracts ``ŷ − y`` itself (``l1_loss``, weighted ``mse_loss``);
+    an unweighted ``mse_loss`` with no floating-point operand (torch's kernel takes floats
+    only). Refused by gdtorch alone: complex ``mse_loss`` (torch raises without ``weight`` but
+    returns a complex "loss" with one).
+    """
+    for argument, tensor in (("input", input), ("target", target)):
+        if tensor.dtype == torch.bool and (name == "l1_loss" or weight is not None):
+            raise DtypeError(
+                f"{name}: {argument} has dtype torch.bool, and ŷ − y is not defined for bool "
+                f"tensors (torch: Subtraction, the `-` operator, with a bool tensor is not "
+                f"supported); allowed: floating-point, complex or integer tensors. Convert it "
+                f"with {argument}.float()"
+            )
+    dtype = torch.result_type(input, target)
+    if name == "mse_loss" and dtype.is_complex:
+        raise DtypeError(
+            f"{name}: input has dtype {input.dtype} and target {target.dtype}: the squared "
+            f"error (ŷ − y)² of complex numbers is itself complex, not a cost to minimise (torch's "
+            f'unweighted mse_loss refuses it too: "mse" not implemented for {dtype}). Allowed: '
+            f"real dtypes; for complex data use l1_loss, whose |ŷ − y| is real"
         )
+    if name == "mse_loss" and weight is None and not dtype.is_floating_point:
+        raise DtypeError(
+            f"{name}: input has dtype {input.dtype} and target {target.dtype}, whose common "
+            f'dtype {dtype} is not floating point (torch: "mse" not implemented for '
+            f"{dtype}); allowed: a floating-point input or target. Convert with input.float()"
+        )
+    return input.to(dtype), target.to(dtype)
+
+
+def _prepare_bce(
+    name: str,
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    pos_weight: Tensor | None,
+    same_dtype: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """Checks shared by both BCE forms: shapes, dtypes, target range, constant weights.
+
+    Dtypes are checked after autocast's casts, and only off the common path (two equal real
+    float dtypes). ``same_dtype``: ``input`` and ``target`` must share their dtype (BCE on
+    probabilities, as torch's kernel demands).
+    """
+    _check_same_shape(name, input, target)
+    input, target, weight, pos_weight = _autocast_to_float32(input, target, weight, pos_weight)
+    if input.dtype != target.dtype or input.dtype not in _REAL_FLOATS:
+        _check_bce_dtypes(name, input, target, same_dtype)
     if weight is not None or pos_weight is not None:
         _check_constant_weights(name, input, weight, pos_weight)
     if _checking_values():
         _check_in_unit_interval(name, "target", target, "targets are probabilities")
-    input, target, weight, pos_weight = _autocast_to_float32(input, target, weight, pos_weight)
-    if target.dtype != input.dtype:
-        target = target.to(input.dtype)
     return input, target, weight, pos_weight
+
+
+def _check_bce_dtypes(name: str, input: Tensor, target: Tensor, same_dtype: bool) -> None:
+    """Refuse what torch refuses: a non-float ``input`` or ``target``, or differing dtypes where
+    ``same_dtype``. torch raises ``NotImplementedError`` or ``RuntimeError`` for these (its
+    wording is quoted); :class:`DtypeError` is both, and a ``TypeError``.
+    """
+    for argument, tensor in (("input", input), ("target", target)):
+        if not tensor.is_floating_point():
+            what = "logits" if argument == "input" and not same_dtype else "values in [0, 1]"
+            fix = f"convert it with {argument}.float()"
+            if tensor.is_complex():
+                fix = "complex numbers are not allowed (BCE is a real log-likelihood)"
+            raise DtypeError(
+                f"{name}: {argument} must be a floating-point tensor of {what}, got dtype "
+                f"{tensor.dtype}; {fix}"
+            )
+    if same_dtype and target.dtype != input.dtype:
+        raise DtypeError(
+            f"{name}: target has dtype {target.dtype} but input has dtype {input.dtype}; they "
+            f"must be the same, as in torch (Found dtype {target.dtype} but expected "
+            f"{input.dtype}). Convert with target.to(input.dtype)"
+        )
 
 
 def _check_constant_weights(
     name: str, input: Tensor, weight: Tensor | None, pos_weight: Tensor | None
 ) -> None:
-    """BCE's ``weight`` and ``pos_weight`` take no gradient and broadcast to ``input``."""
+    """BCE's ``weight`` and ``pos_weight`` take no gradient, broadcast to ``input`` and are real
+    numbers (not bool for ``pos_weight``, whose ``p − 1`` torch refuses for bools)."""
     for argument, extra in (("weight", weight), ("pos_weight", pos_weight)):
         if extra is None:
             continue
+        if extra.is_complex() or (argument == "pos_weight" and extra.dtype == torch.bool):
+            raise DtypeError(
+                f"{name}: {argument} has dtype {extra.dtype}; allowed: real floating-point or "
+                f"integer tensors{'' if argument == 'pos_weight' else ' or bool masks'}"
+            )
         if extra.requires_grad:
             raise RuntimeError(
                 f"The function '{name}' is not differentiable with respect to argument "

@@ -152,3 +152,63 @@ def test_losses_under_cpu_autocast_compute_in_float32(fn):
     assert loss.dtype == torch.float32
     loss.backward()
     assert input.grad.dtype == torch.bfloat16
+
+
+# --------------------------------------------------------------------------- dtypes (issue 16)
+# Every dtype pair against torch: tests/reliability/test_dtypes.py; complex: test_complex.py.
+
+
+def test_bce_refuses_input_and_target_of_different_dtypes_like_torch():
+    input, target = torch.rand(3), torch.rand(3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="Found dtype Double but expected Float"):
+        F.binary_cross_entropy(input, target)
+    with pytest.raises(TypeError, match=r"target has dtype torch.float64 but input .*float32"):
+        GF.binary_cross_entropy(input, target)  # also a RuntimeError, as torch's
+    GF.binary_cross_entropy(input, target.float())
+
+
+def test_bce_weight_of_another_dtype_keeps_the_input_dtype_like_torch():
+    input, target, weight = torch.rand(3), torch.rand(3), torch.rand(3, dtype=torch.float64)
+    loss = GF.binary_cross_entropy(input, target, weight)
+    expected = F.binary_cross_entropy(input, target, weight)
+    assert loss.dtype == expected.dtype == torch.float32
+    torch.testing.assert_close(loss, expected)
+
+
+def test_bce_with_logits_loss_has_the_targets_dtype_like_torch():
+    logits = torch.randn(4, dtype=torch.float16, requires_grad=True)
+    target = torch.rand(4, dtype=torch.float32)
+    loss = GF.binary_cross_entropy_with_logits(logits, target, pos_weight=torch.ones(4))
+    assert loss.dtype == F.binary_cross_entropy_with_logits(logits, target).dtype == torch.float32
+    loss.backward()
+    assert logits.grad.dtype == torch.float16
+
+
+@pytest.mark.parametrize("fn", LOSSES[2:], ids=IDS[2:])
+def test_bce_refuses_integer_targets_under_autocast_too(fn):
+    # autocast casts floating-point tensors only, so torch refuses the Long target there too
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with pytest.raises(TypeError, match=r"target must be a floating-point tensor.*int64"):
+            fn(torch.rand(3), torch.tensor([0, 1, 1]))
+
+
+def test_linear_under_autocast_leaves_complex_operands_uncast():
+    input = torch.randn(2, 4, dtype=torch.cfloat)
+    weight = torch.randn(3, 4, dtype=torch.cfloat)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = GF.linear(input, weight)
+        expected = F.linear(input, weight)
+    assert output.dtype == expected.dtype == torch.cfloat
+    torch.testing.assert_close(output, expected)
+
+
+def test_mse_loss_refuses_integer_operands_without_weight_like_torch():
+    input, target = torch.tensor([1, 2, 3]), torch.tensor([0, 2, 5])
+    with pytest.raises(NotImplementedError, match='"mse_cpu" not implemented'):
+        F.mse_loss(input, target)
+    with pytest.raises(TypeError, match=r"common dtype torch.int64 is not floating point"):
+        GF.mse_loss(input, target)
+    weight = torch.ones(3)  # torch's weighted form computes it in Python: a float loss
+    torch.testing.assert_close(
+        GF.mse_loss(input, target, weight=weight), F.mse_loss(input, target, weight=weight)
+    )

@@ -10,6 +10,11 @@ from torch import Tensor
 from gdtorch.autograd.function import Function
 
 
+def _conj(tensor: Tensor | None) -> Tensor | None:
+    """``t̄``, the complex conjugate (a lazy view), or ``None``."""
+    return None if tensor is None else tensor.conj()
+
+
 class LinearFunction(Function):
     r"""Affine map of one layer, ``z⁽ˡ⁾ = W⁽ˡ⁾ a⁽ˡ⁻¹⁾ + b⁽ˡ⁾``.
 
@@ -24,6 +29,12 @@ class LinearFunction(Function):
         ∂C/∂a = δ W                                         shape (*, n)
         ∂C/∂W = δᵀ a   (= δ aᵀ for one column-vector sample) shape (m, n)
         ∂C/∂b = Σ δ                                         shape (m,)
+
+    Complex ``a``, ``W`` and ``b`` are supported as torch supports them. For a real cost ``C`` of a
+    complex ``z = x + iy``, the gradient torch passes around is ``∂C/∂x + i ∂C/∂y = 2 ∂C/∂z̄``
+    (Wirtinger calculus), and through a holomorphic map the chain rule multiplies it by the
+    *conjugate* local derivative: ``z = a Wᵀ`` gives ``∂C/∂a = δ W̄`` and ``∂C/∂W = δᵀ ā`` (the
+    real case is the same with ``W̄ = W``, ``ā = a``).
 
     Only the gradients that ``ctx.needs_input_grad`` asks for are computed, and only the tensors
     they need are saved: the input ``a`` when ∂C/∂W is wanted, ``W`` when ∂C/∂a is wanted. The
@@ -49,17 +60,19 @@ class LinearFunction(Function):
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         input, weight = ctx.saved_tensors
+        if grad_output.is_complex():  # ā and W̄ (see the class docstring); lazy views, no copy
+            input, weight = _conj(input), _conj(weight)
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad
         grad_input = grad_weight = grad_bias = None
         if needs_input:
-            grad_input = grad_output.matmul(weight)  # ∂C/∂a = δ W
+            grad_input = grad_output.matmul(weight)  # ∂C/∂a = δ W̄
         if needs_weight or needs_bias:
             delta = grad_output  # δ over all samples as an (N, m) matrix
             if delta.dim() != 2:
                 delta = delta.reshape(-1, delta.shape[-1])
                 input = None if input is None else input.reshape(-1, input.shape[-1])
             if needs_weight:
-                grad_weight = delta.t().mm(input)  # ∂C/∂W = δᵀ a
+                grad_weight = delta.t().mm(input)  # ∂C/∂W = δᵀ ā
             if needs_bias and ctx.has_bias:
                 grad_bias = delta.sum(0)  # ∂C/∂b = Σ δ
         return grad_input, grad_weight, grad_bias

@@ -148,6 +148,10 @@ class MAELossFunction(Function):
     ``sign(0) = 0``, as torch. Forward returns ``(C, d)``: ``d`` is the one tensor kept for
     backward (torch's ``abs`` keeps the same), handed over as an auxiliary output (the
     ``torch.func`` way to save an intermediate); :func:`gdtorch.functional.l1_loss` drops it.
+
+    Complex ``ŷ`` and ``y`` are supported, as torch's ``l1_loss`` supports them: ``ℓ = |d|`` is
+    real, and its gradient in torch's convention for a complex ``d = u + iv``
+    (``∂ℓ/∂u + i ∂ℓ/∂v``) is ``sgn(d) = d/|d|``: ``torch.sgn``, which is ``sign`` on real numbers.
     """
 
     @staticmethod
@@ -161,7 +165,7 @@ class MAELossFunction(Function):
 
     @staticmethod
     def backward(ctx: Any, grad_output: Tensor | None, grad_diff: Tensor | None) -> tuple:
-        return _pointwise_backward(ctx, grad_output, grad_diff, torch.sign, torch.abs)
+        return _pointwise_backward(ctx, grad_output, grad_diff, torch.sgn, torch.abs)
 
 
 class MSELossFunction(Function):

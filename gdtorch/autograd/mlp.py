@@ -10,9 +10,17 @@ Backpropagation, from the last layer down, with ``∂C/∂a⁽ᴸ⁾`` arriving 
     ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾,   ∂C/∂b⁽ˡ⁾ = Σ δ⁽ˡ⁾
     ∂C/∂a⁽ˡ⁻¹⁾ = δ⁽ˡ⁾ W⁽ˡ⁾                        handed down to layer l − 1
 
-Every activation's slope is read off its output ``a`` (``sign(a) = [a > 0]`` for ReLU,
-``a(1 − a)`` for the sigmoid, ``1 − a²`` for tanh), so one tensor per layer serves both
-``∂C/∂W`` of the layer above and ``g'`` of its own: less memory than the layers kept one by one.
+Every activation's slope is read off its output ``a`` (``[a ≠ 0]`` for ReLU, which passes a NaN
+``z``'s gradient as torch does, ``a(1 − a)`` for the sigmoid, ``1 − a²`` for tanh), so one tensor
+per layer serves both ``∂C/∂W`` of the layer above and ``g'`` of its own: less memory than the
+layers kept one by one.
+
+Complex networks (sigmoid, tanh or no activation; ReLU refuses complex numbers) follow the same
+equations with every saved factor conjugated, as Wirtinger calculus has it for the gradient
+``∂C/∂x + i ∂C/∂y`` of a real cost that torch passes around (see
+:class:`~gdtorch.autograd.LinearFunction`)::
+
+    δ⁽ˡ⁾ = ∂C/∂a⁽ˡ⁾ ⊙ conj(g⁽ˡ⁾'(z⁽ˡ⁾)),   ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ ā⁽ˡ⁻¹⁾,   ∂C/∂a⁽ˡ⁻¹⁾ = δ⁽ˡ⁾ W̄⁽ˡ⁾
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gdtorch.autograd.activations import relu_slope
 from gdtorch.autograd.function import Function
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {  # applied in place over z = a Wᵀ + b
@@ -42,11 +51,17 @@ def _times_slope(name: str | None, grad: Tensor, output: Tensor, owned: bool) ->
     """
     if name is None:
         return grad
-    if name == "relu":  # [z > 0] = sign(a), as a = max(z, 0) ≥ 0
-        return grad.mul_(output.sign()) if owned else grad * output.sign()
+    if name == "relu":  # [z > 0] = [a ≠ 0], as a = max(z, 0) ≥ 0 (NaN passes, as in torch)
+        mask = relu_slope(output)
+        return grad.mul_(mask) if owned else grad * mask
     if name == "sigmoid":
         return grad * output * (1 - output)  # σ(1 − σ)
     return grad * (1 - output * output)  # 1 − tanh²
+
+
+def _conj(tensor: Tensor | None) -> Tensor | None:
+    """``t̄``, the complex conjugate (a lazy view), or ``None``."""
+    return None if tensor is None else tensor.conj()
 
 
 class MLPFunction(Function):
@@ -75,6 +90,7 @@ class MLPFunction(Function):
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         input, activations, *params = inputs
         ctx.activations = activations
+        ctx.is_complex = input.is_complex()
         ctx.set_materialize_grads(False)
         needs = ctx.needs_input_grad
         kept_outputs = list(output)
@@ -91,6 +107,9 @@ class MLPFunction(Function):
         n_layers = len(activations)
         input, *saved = ctx.saved_tensors
         weights, outputs = saved[:n_layers], saved[n_layers:]
+        if ctx.is_complex:  # ā, W̄ and conj(g') (module docstring): every saved factor conjugated
+            input = _conj(input)
+            weights, outputs = [_conj(w) for w in weights], [_conj(a) for a in outputs]
         needs = ctx.needs_input_grad
         grads: list[Tensor | None] = [None] * (2 + 2 * n_layers)  # as the inputs: x, names, W, b…
         grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾

@@ -19,7 +19,8 @@ class Linear(torch.nn.Linear):
         out_features: size ``m`` of each output sample.
         bias: whether the layer learns an additive bias ``b``.
         device: where to create the parameters.
-        dtype: the parameters' dtype.
+        dtype: the parameters' dtype: real, or complex as in torch (e.g. ``torch.cfloat``; the
+            backward then uses the conjugates, ``∂C/∂a = δ W̄``, ``∂C/∂W = δᵀ ā``).
     """
 
     def forward(self, input: Tensor) -> Tensor:

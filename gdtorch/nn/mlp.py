@@ -84,9 +84,13 @@ class MLP(torch.nn.Sequential):
         per-node cost dominates small networks). The layers are called one by one instead
         whenever that could be observed or differ: when any module hook is registered (e.g.
         by :func:`gdtorch.audit`), when the layers were replaced, a bias removed or a weight
-        parametrized, and under autocast (where the layers cast per layer, as torch does).
+        parametrized, and under autocast (where the layers cast per layer, as torch does). A
+        complex input to a ReLU network also goes layer by layer, to meet
+        :func:`gdtorch.functional.relu`'s error (ReLU takes no complex numbers, as in torch).
         """
         if _autocast_enabled(input) or _has_any_global_hook():
+            return None
+        if input.is_complex() and "relu" in self._activations:
             return None
         if tuple(self._modules.values()) != self._layers:
             return None

@@ -8,6 +8,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from gdtorch import functional as GF
 from gdtorch.autograd import ReLUFunction, SigmoidFunction, TanhFunction
+from gdtorch.autograd.activations import relu_slope
 from tests.cases import SHAPE_CASES
 
 # (gdtorch functional, its Function, torch reference)
@@ -59,3 +60,18 @@ def test_saves_no_more_than_torch(make_tensor, saved_bytes, fn, function, refere
 def test_relu_keeps_a_one_byte_mask(make_tensor, saved_bytes):
     input = make_tensor((64, 32), torch.float32)
     assert saved_bytes(lambda: GF.relu(input)) == input.numel()
+
+
+@pytest.mark.parametrize("function", [SigmoidFunction, TanhFunction], ids=["sigmoid", "tanh"])
+def test_complex_gradients_use_the_conjugate_slope(make_tensor, function):
+    real, imag = make_tensor((3, 4), grad=False), make_tensor((3, 4), grad=False)
+    input = torch.complex(real, imag).div(2).requires_grad_()  # |z| small: away from the poles
+    assert gradcheck(function.apply, (input,))
+    assert gradgradcheck(function.apply, (input,))
+
+
+def test_relu_slope_is_one_where_the_output_is_positive_or_nan():
+    # torch's ReLU backward zeroes δ where a ≤ 0; NaN ≤ 0 is false, so a NaN passes δ
+    output = torch.relu(torch.tensor([float("nan"), -1.0, -0.0, 0.0, 1e-40, 3.0]))
+    assert relu_slope(output).tolist() == [1, 0, 0, 0, 1, 1]
+    assert relu_slope(output).dtype == torch.uint8  # one byte per element

@@ -65,3 +65,16 @@ def test_first_layer_skips_input_gradient_and_does_not_save_weight(make_tensor, 
     assert input.grad is None
     torch.testing.assert_close(weight.grad, torch.ones(8, 3, dtype=torch.float64).t() @ input)
     torch.testing.assert_close(bias.grad, torch.full((3,), 8.0, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 4), (2, 3, 4)])
+def test_complex_gradients_use_the_conjugates(make_tensor, shape):
+    # ∂C/∂a = δ W̄ and ∂C/∂W = δᵀ ā; gradcheck checks torch's convention for complex inputs
+    args = [_complex(make_tensor, s) for s in (shape, (2, 4), (2,))]
+    assert gradcheck(LinearFunction.apply, args)
+    assert gradgradcheck(LinearFunction.apply, args)
+
+
+def _complex(make_tensor, shape):
+    real, imag = make_tensor(shape, grad=False), make_tensor(shape, grad=False)
+    return torch.complex(real, imag).requires_grad_()

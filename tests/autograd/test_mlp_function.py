@@ -202,3 +202,16 @@ def _native_copy(model):
     native = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
     native.load_state_dict(model.state_dict())
     return native
+
+
+def test_relu_passes_the_gradient_of_nan_hidden_units_like_torch(make_tensor):
+    # a NaN input column makes every pre-activation of its row NaN; gradients handed to the
+    # hidden output and to the output reach layer 1 through ReLU's slope at NaN, 1 in torch
+    input, params = make_tensor((5, 4), grad=False), _params(make_tensor, [4, 3, 2])
+    input[1, 0] = float("nan")
+    outputs = MLPFunction.apply(input, ("relu", "relu"), *params)
+    grad_outputs = [torch.randn_like(o) for o in outputs]
+    grads = torch.autograd.grad(outputs, params, grad_outputs)
+    expected = torch.autograd.grad(_reference_outputs(input, params), params, grad_outputs)
+    for ours, theirs in zip(grads, expected, strict=True):
+        torch.testing.assert_close(ours, theirs, equal_nan=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -59,3 +61,27 @@ def test_compile_fullgraph_matches_eager(fused):
     torch.testing.assert_close(compiled_loss, eager_loss)
     for p, g in zip(model.parameters(), eager_grads, strict=True):
         torch.testing.assert_close(p.grad, g)
+
+
+def test_compiled_relu_passes_a_nan_pre_activations_gradient_like_torch():
+    # issue 16: ReLU's slope at a NaN is 1 in torch (its backward zeroes δ where a ≤ 0, and
+    # NaN ≤ 0 is false). One compiled function runs both the fused node and the per-layer
+    # Functions, whose masks take their torch.compile form (a float [a ≠ 0]).
+    torch.manual_seed(0)
+    fused = gnn.MLP([3, 5, 4, 1])
+    layered = torch.nn.Sequential(*copy.deepcopy(fused))
+    native = torch.nn.Sequential(
+        *[torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 4), torch.nn.ReLU()],
+        torch.nn.Linear(4, 1),
+    )
+    native.load_state_dict(fused.state_dict())
+    input = torch.tensor([[1.0, 2.0, -3.0], [float("nan"), 1.0, 0.0], [0.5, -1.0, 2.0]])
+
+    def outputs(x):
+        return fused(x).sum(), layered(x).sum()  # a sum: finite ∂C/∂ŷ for the NaN row
+
+    torch.autograd.backward(torch.compile(outputs, fullgraph=True)(input))
+    native(input).sum().backward()
+    for model in (fused, layered):
+        for p, q in zip(model.parameters(), native.parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, equal_nan=True)

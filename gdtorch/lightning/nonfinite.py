@@ -8,11 +8,12 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss, or a parameter after an update, is NaN or infinite."""
+    """The training loss, a parameter after an update, or the validation loss is NaN or ±inf."""
 
 
 class NonFiniteLossGuard(L.Callback):
@@ -27,13 +28,19 @@ class NonFiniteLossGuard(L.Callback):
     or the first non-finite parameter. A NaN prediction is a model bug, not bad
     data: the losses do not check predictions (see the README), this guard does.
 
+    With ``check_validation``, the guard also reads ``val/loss`` when a validation during
+    ``fit`` ends (``on_validation_end``): weights that are finite but so large that the
+    network's outputs overflow (``inf − inf = NaN``, e.g. after ``optimizer.lr=1e6``) give a
+    finite training loss on one batch and a NaN validation loss; the run stops there too, before
+    the checkpoint of that validation is written.
+
     Why this keeps the last good checkpoint intact: Lightning runs ``ModelCheckpoint`` after
     every other callback and saves only at the end of a training epoch, after validation, or
     every ``every_n_train_steps`` from its own ``on_train_batch_end`` — all of them after this
-    guard has seen the batch. An exception ends ``fit`` without a save (``ModelCheckpoint``
-    saves on an exception only with ``save_on_exception=True``, off by default; do not turn it
-    on with this guard). Weights an update made non-finite while the loss was still finite are
-    caught by ``check_parameters`` before any save, too.
+    guard has seen the batch (and the validation). An exception ends ``fit`` without a save
+    (``ModelCheckpoint`` saves on an exception only with ``save_on_exception=True``, off by
+    default; do not turn it on with this guard). Weights an update made non-finite while the
+    loss was still finite are caught by ``check_parameters`` before any save, too.
 
     Under DDP the decision is reduced over all processes (any non-finite value on any rank stops
     every rank at the same step), so no process waits forever on a collective.
@@ -46,17 +53,24 @@ class NonFiniteLossGuard(L.Callback):
     Args:
         check_parameters: also stop when an update made a parameter non-finite although the
             loss of that batch was finite (the next checkpoint would hold it).
+        check_validation: also stop when ``val/loss`` (the validation loss ``CatClassifier``
+            logs) is NaN or ±inf at the end of a validation during ``fit``.
 
     Example:
         >>> trainer = L.Trainer(callbacks=[NonFiniteLossGuard()])  # doctest: +SKIP
     """
 
-    def __init__(self, check_parameters: bool = True) -> None:
-        if not isinstance(check_parameters, bool):
-            raise TypeError(
-                f"check_parameters must be a bool, got {type(check_parameters).__name__}"
-            )
+    validation_metric = "val/loss"
+
+    def __init__(self, check_parameters: bool = True, check_validation: bool = True) -> None:
+        for name, value in (
+            ("check_parameters", check_parameters),
+            ("check_validation", check_validation),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
         self.check_parameters = check_parameters
+        self.check_validation = check_validation
         self._step = 0
 
     def on_train_batch_start(
@@ -110,6 +124,34 @@ class NonFiniteLossGuard(L.Callback):
         raise NonFiniteLossError(
             f"NonFiniteLossGuard: another process found a non-finite training loss or parameter "
             f"at {where} (this process's loss was {value}); training stopped on every process."
+        )
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Stops the run when ``val/loss`` is NaN or ±inf, before its checkpoint is saved."""
+        if (
+            not self.check_validation
+            or trainer.sanity_checking
+            or trainer.state.fn != TrainerFn.FITTING
+        ):
+            return
+        metric = trainer.callback_metrics.get(self.validation_metric)
+        value = None if metric is None else float(metric)
+        local_bad = value is not None and not math.isfinite(value)
+        if not trainer.strategy.reduce_boolean_decision(local_bad, all=False):
+            return
+        where = f"after step {trainer.global_step - 1} (epoch {trainer.current_epoch})"
+        if not local_bad:
+            raise NonFiniteLossError(
+                f"NonFiniteLossGuard: another process found a non-finite "
+                f"{self.validation_metric} {where} (this process's was {value}); training "
+                f"stopped on every process."
+            )
+        raise NonFiniteLossError(
+            f"NonFiniteLossGuard: the validation loss {self.validation_metric} is {value} "
+            f"{where}: the network's outputs are not finite on the validation data (weights "
+            f"so large that its outputs overflow); training stopped before any checkpoint of "
+            f"these weights was written (the last checkpoint on disk is the last good one). "
+            f"Lower the learning rate, or resume from the last checkpoint."
         )
 
 

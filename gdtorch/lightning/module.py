@@ -126,13 +126,16 @@ class CatClassifier(L.LightningModule):
     ) -> CatClassifier:
         """The trained classifier of a gdtorch-train checkpoint, from the file alone.
 
-        The file is read as data only (``torch.load(..., weights_only=True)``), whatever the
-        path or the environment says, so loading it cannot run code; the network, loss and
-        optimizer are rebuilt from the run config in it (see :class:`CatClassifier`).
+        The file is read through :class:`AtomicCheckpointIO`: as data only (``torch.load(...,
+        weights_only=True)``, passed explicitly), whatever the path — a local file or an
+        ``http(s)://`` URL — or the environment (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) says, so
+        loading it cannot run code; and checked against the checksum gdtorch-train wrote in it,
+        so a corrupted file is an error, not different weights. The network, loss and
+        optimizer are then rebuilt from the run config in it (see :class:`CatClassifier`).
 
         Args:
             checkpoint_path: a ``.ckpt`` file written by gdtorch-train (``last.ckpt`` or a best
-                one).
+                one), or its URL.
             map_location: the device to put the model on (default: the CPU).
             strict: whether the weights must match the rebuilt network's exactly.
             **kwargs: constructor arguments that replace the checkpoint's, e.g. ``net=`` for a
@@ -142,8 +145,11 @@ class CatClassifier(L.LightningModule):
             The classifier in evaluation mode.
 
         Raises:
-            CheckpointError: the file is missing, unreadable as data only, or not a
-                gdtorch-train checkpoint.
+            CheckpointError: the file is missing, unreadable as data only (empty, truncated,
+                not a checkpoint, holding Python objects other than tensors and plain
+                containers), corrupted (its contents do not match its checksum), or not a
+                gdtorch-train checkpoint. The message names the file and never advises loading
+                it with ``weights_only=False``.
         """
         device = torch.device("cpu" if map_location is None else map_location)
         checkpoint = AtomicCheckpointIO().load_checkpoint(checkpoint_path, map_location=device)

@@ -144,3 +144,57 @@ def test_a_failure_is_raised_once_every_queued_write_is_done(tmp_path, held):
     assert torch.load(tmp_path / "last.ckpt", weights_only=True)["epoch"] == 2
     assert io.load_checkpoint(tmp_path / "last.ckpt")["epoch"] == 2  # raised once
     io.teardown()
+
+
+def _every_kind_of_tensor() -> dict:
+    base = torch.arange(12.0).reshape(3, 4)
+    return {
+        "state_dict": {
+            "float32": base,
+            "view": base.t()[1:],  # non-contiguous, sharing the storage of "float32"
+            "bfloat16": base.to(torch.bfloat16),
+            "float64": base.double(),
+            "bool": base > 5,
+            "int64": torch.arange(5),
+            "scalar": torch.tensor(3.5),
+            "empty": torch.empty(0, 3),
+            "complex": torch.complex(base[0], -base[1]),
+            "sparse": base.to_sparse(),
+        },
+        "optimizer_states": [{"state": {0: {"momentum_buffer": torch.ones(4)}}, "lr": 0.1}],
+        "epoch": 1,
+        "nothing": None,
+    }
+
+
+def test_every_kind_of_tensor_survives_the_checksum_round_trip(tmp_path):
+    io = AtomicCheckpointIO()
+    checkpoint = _every_kind_of_tensor()
+    io.save_checkpoint(checkpoint, tmp_path / "kinds.ckpt")
+    assert module.CHECKSUM_KEY not in checkpoint  # the caller's dict is left as it was
+    loaded = io.load_checkpoint(tmp_path / "kinds.ckpt")  # verified, and the entry removed
+    io.teardown()
+    assert module.CHECKSUM_KEY not in loaded
+    assert module.checkpoint_checksum(loaded) == module.checkpoint_checksum(checkpoint)
+    for name, tensor in checkpoint["state_dict"].items():
+        assert torch.equal(loaded["state_dict"][name].to_dense(), tensor.to_dense()), name
+
+
+def test_the_checksum_sees_every_value_dtype_shape_and_place():
+    checksum = module.checkpoint_checksum
+    before = checksum(_every_kind_of_tensor())
+    changes = {
+        "one element": lambda c: c["state_dict"]["float32"].__setitem__((0, 0), -1.0),
+        "dtype": lambda c: c["state_dict"].__setitem__("int64", torch.arange(5).int()),
+        "shape": lambda c: c["state_dict"].__setitem__("int64", torch.arange(5).view(5, 1)),
+        "a plain value": lambda c: c.__setitem__("epoch", 2),
+        "a float": lambda c: c["optimizer_states"][0].__setitem__("lr", 0.1000001),
+        "a key": lambda c: c["state_dict"].__setitem__("renamed", c["state_dict"].pop("bool")),
+        "a buffer": lambda c: c["optimizer_states"][0]["state"][0]["momentum_buffer"].add_(1),
+    }
+    for change, apply in changes.items():
+        checkpoint = _every_kind_of_tensor()
+        apply(checkpoint)
+        after = checksum(checkpoint)
+        assert after["entries"] != before["entries"], change
+    assert checksum(_every_kind_of_tensor()) == before  # and nothing else moves it

@@ -1,7 +1,7 @@
 """Entry point: ``@hydra.main`` around :func:`gdtorch.train.run`, and the user-error shell.
 
-Lightning and the rest of the trainer are imported inside :func:`main`, when a run starts:
-``gdtorch-train --help`` and a config error answer without paying for them.
+Lightning and the rest of the trainer are imported inside :func:`train_main`, when a run
+starts: ``gdtorch-train --help`` and a config error answer without paying for them.
 """
 
 from __future__ import annotations
@@ -10,16 +10,21 @@ import argparse
 import logging
 import math
 import os
+import shlex
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from gdtorch.config import CONFIG_DIR
+from gdtorch.config import CONFIG_DIR, RunFolderInUse, check_run_folder
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +47,26 @@ def user_errors() -> tuple[type[BaseException], ...]:
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main() -> float | None:
     """``gdtorch-train [overrides...]``: train, test and log where the results are.
+
+    Exit status: 0; 1 for a user error (one ``gdtorch-train: error: …`` line on stderr); 130
+    or 143 for a run that SIGINT or SIGTERM stopped (one line saying how to resume it).
+
+    Returns:
+        The run's ``optimized_metric`` (see :func:`objective`), for a Hydra sweeper.
+    """
+    refused = null_group_override(sys.argv[1:])
+    if refused is not None and os.environ.get("HYDRA_FULL_ERROR") != "1":
+        print(f"gdtorch-train: error: {refused}", file=sys.stderr)
+        print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
+        sys.exit(1)
+    return train_main()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def train_main(cfg: DictConfig) -> float | None:
+    """The ``@hydra.main`` task of ``gdtorch-train``: :func:`gdtorch.train.run` of ``cfg``.
 
     Returns:
         The run's ``optimized_metric`` (see :func:`objective`), which a Hydra sweeper such as
@@ -53,12 +75,15 @@ def main(cfg: DictConfig) -> float | None:
         sweep goes on.
     """
     from gdtorch.lightning import NonFiniteLossError
-    from gdtorch.train import run
+    from gdtorch.train import RunInterrupted, run
 
     _log_lightning_through_hydra()
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         value = objective(cfg, run(cfg))
+    except RunInterrupted as stopped:
+        print(f"gdtorch-train: {interrupted_message(stopped)}", file=sys.stderr)
+        sys.exit(stopped.exit_status)
     except Exception as err:
         if not isinstance(err, user_errors()):
             raise
@@ -75,12 +100,105 @@ def main(cfg: DictConfig) -> float | None:
             raise
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"gdtorch-train: error: {user_message(err)}", file=sys.stderr)
-        print("(set HYDRA_FULL_ERROR=1 for the full traceback)", file=sys.stderr)
-        sys.exit(1)
+        _exit_with_user_error("gdtorch-train", err)
     if multirun and value is not None:
         log.info("objective %s: %r", cfg.optimized_metric, value)
     return value
+
+
+def interrupted_message(stopped: BaseException) -> str:
+    """One line for a run SIGINT or SIGTERM stopped: where, and the command that resumes it.
+
+    Args:
+        stopped: a :class:`gdtorch.train.RunInterrupted`.
+
+    Returns:
+        ``interrupted by SIGINT at epoch E, step S; resume with: gdtorch-train <this run's
+        overrides> ckpt_path=<run>/checkpoints/last.ckpt``, or, before the first checkpoint,
+        that there is nothing to resume.
+    """
+    if stopped.checkpoint is None:
+        return f"{stopped.where}, before its first checkpoint: nothing to resume; start it again"
+    overrides = [
+        o for o in HydraConfig.get().overrides.task if o.lstrip("+~").split("=")[0] != "ckpt_path"
+    ]
+    command = ["gdtorch-train", *overrides, f"ckpt_path={stopped.checkpoint}"]
+    return f"{stopped.where}; resume with: {shlex.join(command)}"
+
+
+def null_group_override(args: list[str]) -> str | None:
+    """The message for an override that sets a config group to null, e.g. ``logger=null``.
+
+    Hydra refuses it while it composes the config, with a traceback ending in "Config group
+    override must be a string or a list. Got NoneType" that names neither the override nor
+    what to write instead. A group is chosen by naming one of its options (``logger=none`` logs
+    nowhere) or removed with ``~group``.
+
+    Args:
+        args: the command line's overrides.
+
+    Returns:
+        One line naming the override and the group's options, or ``None`` if no override
+        sets a group to null.
+    """
+    groups = {p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir()}
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        group = key.lstrip("+")
+        if not equals or value.strip().lower() != "null" or group not in groups:
+            continue
+        options = sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+        instead = f"{group}=none (or ~{group})" if "none" in options else f"~{group}"
+        return (
+            f"{arg}: a config group cannot be set to null; choose one of its options "
+            f"({', '.join(options)}), e.g. {instead}."
+        )
+    return None
+
+
+class RunFolderGuard(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/train.yaml``): the run folder is free.
+
+    Runs before Hydra writes the run's ``.hydra/`` files and log into its folder, and refuses
+    (one ``<command>: error:`` line, status 1) a ``hydra.run.dir`` that holds another run
+    unless the run resumes it (:func:`gdtorch.config.check_run_folder`), and a
+    ``hydra.sweep.dir`` that holds another sweep. ``gdtorch-eval`` inherits it.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        run_dir, ckpt_path = str(config.hydra.run.dir), config.get("ckpt_path")
+        _refuse_before_hydra(
+            config.hydra.job.name, lambda: check_run_folder(run_dir, ckpt_path, "hydra.run.dir")
+        )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+
+        def check() -> None:
+            found = [
+                str(path.relative_to(sweep_dir))
+                for pattern in ("multirun.yaml", "optimization_results.yaml", "*/.hydra")
+                for path in sorted(sweep_dir.glob(pattern))
+            ]
+            if found:
+                raise RunFolderInUse(
+                    f"hydra.sweep.dir={sweep_dir} already holds a sweep ({', '.join(found[:3])}"
+                    f"): its jobs' folders would be overwritten. Choose another folder (or leave "
+                    f"hydra.sweep.dir out for a new one)."
+                )
+
+        _refuse_before_hydra(config.hydra.job.name, check)
+
+
+def _refuse_before_hydra(prog: str, check: Callable[[], object]) -> None:
+    """``check()``; a ``RunFolderInUse`` it raises is one line and exit status 1 (Hydra would
+    print a traceback for an error in a callback), or the traceback with HYDRA_FULL_ERROR=1."""
+    try:
+        check()
+    except RunFolderInUse as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _exit_with_user_error(prog, err)
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:

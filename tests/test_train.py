@@ -257,7 +257,8 @@ def test_a_run_shorter_than_the_validation_interval_validates_at_its_end(tmp_pat
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
+def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a new run's folder is created where it is asked for
     run_dir = tmp_path / "outputs" / "2026-01-01" / "10-00-00"
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")
@@ -271,6 +272,7 @@ def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path):
     assert resumed_run_dir(None, "outputs/new") == "outputs/new"
     assert resumed_run_dir(str(tmp_path / "elsewhere.ckpt"), "outputs/new") == "outputs/new"
     assert resumed_run_dir("s3://bucket/run/checkpoints/last.ckpt", "new") == "new"
+    assert (tmp_path / "outputs" / "new").is_dir() and (tmp_path / "new").is_dir()
     assert resumed_hydra_subdir(last, ".hydra/resumed-x", RunMode.RUN) == ".hydra/resumed-x"
     assert resumed_hydra_subdir(last, ".hydra/resumed-x", RunMode.MULTIRUN) == ".hydra"
     assert resumed_hydra_subdir(None, ".hydra/resumed-x", RunMode.RUN) == ".hydra"

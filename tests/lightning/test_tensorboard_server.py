@@ -33,6 +33,7 @@ def logged_run(tmp_path_factory):
         "trainer.max_epochs=3",
         "trainer.log_every_n_steps=1",
         "callbacks.tensorboard_extras.every_n_steps=3",
+        "callbacks.tensorboard_extras.every_n_epochs=1",
         "callbacks.early_stopping=null",  # all three epochs, whatever val/loss does
     )
     run(cfg)
@@ -110,7 +111,7 @@ def test_tensorboard_server_shows_every_curve_at_its_logged_steps(logged_run, tm
         for tag in HP_METRICS:  # the hparams view's metrics: one point each, on their own tags
             assert steps("scalars", tag) == [0], tag
         assert steps("scalars", "test/acc") == [updates]  # after the last update
-        # with every_n_epochs=None and 3 epochs: every epoch, at the val/loss steps
+        # with every_n_epochs=1: every epoch, at the val/loss steps
         assert steps("histograms", "weights/net.0.weight") == expected["val/loss"]
         assert steps("images", "val/predictions") == expected["val/loss"]
         experiment = _get(base + "data/plugin/hparams/experiment", b'{"experimentName": ""}')

@@ -252,7 +252,7 @@ def binary_cross_entropy(
     input, target, weight, _ = _prepare_bce(name, input, target, weight, None, same_dtype=True)
     if weight is not None and weight.dtype != input.dtype:
         weight = weight.to(input.dtype)  # torch's loss keeps the input's dtype
-    if _checking_values():
+    if _checking_values(input):
         _check_in_unit_interval(
             name,
             "input",
@@ -314,16 +314,18 @@ def binary_cross_entropy_with_logits(
 # --------------------------------------------------------------------------- argument checks
 
 
-def _checking_values() -> bool:
-    """Whether to run checks that read tensor values (each costs a device sync).
+def _checking_values(*tensors: Tensor) -> bool:
+    """Whether to run checks that read the values of ``tensors`` (each costs a device sync).
 
-    Off when switched off, and inside ``torch.compile`` tracing and ``torch.func`` transforms
-    (vmap, grad), where data-dependent Python control flow cannot run.
+    Off when switched off, inside ``torch.compile`` tracing and ``torch.func`` transforms (vmap,
+    grad), where data-dependent Python control flow cannot run, and for meta tensors, which
+    have shapes and dtypes but no values (torch's losses compute their meta result then too).
     """
     return (
         validation_enabled()
         and not torch.compiler.is_compiling()
         and not torch._C._are_functorch_transforms_active()
+        and not any(tensor.is_meta for tensor in tensors)
     )
 
 
@@ -422,7 +424,7 @@ def _prepare_pointwise(
             f"{name}: Weights and input must have the same size: got weight of shape "
             f"{tuple(weight.shape)} for input of shape {tuple(input.shape)}"
         )
-    if _checking_values() and target.is_floating_point():
+    if _checking_values(target) and target.is_floating_point():
         _check_no_nan_target(name, target)
     input, target, weight = _autocast_to_float32(input, target, weight)
     if input.dtype != target.dtype or input.dtype not in _REAL_FLOATS:
@@ -486,7 +488,7 @@ def _prepare_bce(
         _check_bce_dtypes(name, input, target, same_dtype)
     if weight is not None or pos_weight is not None:
         _check_constant_weights(name, input, weight, pos_weight)
-    if _checking_values():
+    if _checking_values(target):
         _check_in_unit_interval(name, "target", target, "targets are probabilities")
     return input, target, weight, pos_weight
 

@@ -173,6 +173,11 @@ class CatDataModule(L.LightningDataModule):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError(f"num_workers must be a non-negative int, got {num_workers!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(
+                f"seed must be an int from 0 to 4294967295 (2**32 - 1: the seeds numpy and "
+                f"Lightning accept), got {seed!r}"
+            )
         if balance is not None and not isinstance(balance, bool):
             raise ValueError(
                 f"balance (data.balance) must be true, false or null (on for random splits, off "

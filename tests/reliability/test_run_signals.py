@@ -30,6 +30,21 @@ from gdtorch.train import RunInterrupted, run
 from tests.cases import compose_train
 from tests.reliability.helpers import TINY, TRAIN_SCRIPT, load_checkpoint, python, subprocess_env
 
+
+@pytest.fixture(autouse=True)
+def _sigint_not_ignored():
+    """Lets SIGINT reach the runs, here and in the processes these tests start.
+
+    A shell starts a background job (``bash scripts/test.sh &``, some CI runners) with SIGINT
+    ignored, and exec keeps it ignored; gdtorch then leaves it ignored, as ``nohup`` intends.
+    These tests are about a SIGINT that arrives, so they restore Python's own handler for their
+    duration (a child process then starts with SIGINT at its default).
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 # 64 one-example updates an epoch in 8 batches, a checkpoint after every epoch: a run long
 # enough to be interrupted in the middle, about 0.2 s an epoch.
 MAX_EPOCHS = 30

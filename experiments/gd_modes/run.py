@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.nn.utils import parameters_to_vector
 
 from gdtorch.data import CatDataModule, TensorBatchLoader
-from gdtorch.lightning.landscape import filter_normalized_directions, loss_surface, project
+from gdtorch.landscape import filter_normalized_directions, loss_surface, project
 from gdtorch.nn import MLP, BCEWithLogitsLoss
 from gdtorch.optim import GradientDescent
 

@@ -5,31 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as L
-import torch
-from torch import Tensor
 
 from gdtorch.data import first_update
 from gdtorch.gradient_audit import AuditReport, audit
+from gdtorch.lightning.cost import TargetsLikeOutput
 
 
 class GradientAuditError(RuntimeError):
     """gdtorch's gradients differ from torch autograd's by more than the tolerance."""
-
-
-class TargetsLikeOutput(torch.nn.Module):
-    """``C(ŷ, y)`` with ``y`` cast to ``ŷ``'s dtype and reshaped ``view_as(ŷ)``, as
-    :class:`~gdtorch.lightning.CatClassifier` does before calling its loss.
-
-    Args:
-        loss_fn: the cost function ``C(output, target)``.
-    """
-
-    def __init__(self, loss_fn: torch.nn.Module) -> None:
-        super().__init__()
-        self.loss_fn = loss_fn
-
-    def forward(self, output: Tensor, targets: Tensor) -> Tensor:
-        return self.loss_fn(output, targets.to(output.dtype).view_as(output))
 
 
 class GradientAudit(L.Callback):

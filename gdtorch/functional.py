@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.nn import _reduction
 
+from gdtorch import _compat
 from gdtorch._validation import DtypeError, validation_enabled
 from gdtorch.autograd import (
     BCELossFunction,
@@ -324,7 +324,7 @@ def _checking_values(*tensors: Tensor) -> bool:
     return (
         validation_enabled()
         and not torch.compiler.is_compiling()
-        and not torch._C._are_functorch_transforms_active()
+        and not _compat.functorch_transforms_active()
         and not any(tensor.is_meta for tensor in tensors)
     )
 
@@ -339,7 +339,7 @@ def _refuse_complex_relu(name: str, input: Tensor) -> None:
 
 def _check_reduction(reduction: str, size_average: bool | None, reduce: bool | None) -> str:
     if size_average is not None or reduce is not None:
-        reduction = _reduction.legacy_get_string(size_average, reduce)
+        reduction = _compat.legacy_reduction(size_average, reduce)
     if reduction not in _REDUCTIONS:
         raise ValueError(
             f"{reduction} is not a valid value for reduction: got reduction={reduction!r}, "
@@ -390,10 +390,10 @@ def _broadcasts_to(shape: torch.Size, target_shape: torch.Size) -> bool:
 def _autocast_enabled(tensor: Tensor) -> bool:
     """Whether autocast is on for ``tensor``'s device.
 
-    ``torch._C._is_any_autocast_enabled()`` (as ``torch.nn.RNN`` uses) answers the common case,
-    autocast off everywhere, in a tenth of the time of ``torch.is_autocast_enabled(device)``.
+    :func:`gdtorch._compat.any_autocast_enabled` answers the common case, autocast off
+    everywhere, first.
     """
-    return torch._C._is_any_autocast_enabled() and torch.is_autocast_enabled(tensor.device.type)
+    return _compat.any_autocast_enabled() and torch.is_autocast_enabled(tensor.device.type)
 
 
 def _autocast_cast(tensor: Tensor | None, dtype: torch.dtype) -> Tensor | None:

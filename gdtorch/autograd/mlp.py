@@ -25,46 +25,33 @@ equations with every saved factor conjugated, as Wirtinger calculus has it for t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gdtorch.autograd.activations import relu_slope
-from gdtorch.autograd.function import Function
+from gdtorch.autograd import _fast
 
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {  # applied in place over z = a Wᵀ + b
-    "relu": torch.relu_,
-    "sigmoid": torch.sigmoid_,
-    "tanh": torch.tanh_,
-}
+ACTIVATIONS = ("relu", "sigmoid", "tanh")  # the names a layer's g may take (None: no activation)
 
 
-def _times_slope(name: str | None, grad: Tensor, output: Tensor, owned: bool) -> Tensor:
-    """``∂C/∂a ⊙ g'(z)``, with ``g'`` written in terms of the activation's output ``a``.
+def times_slope(dC_da: Tensor, g: str | None, a: Tensor, may_overwrite: bool) -> Tensor:
+    """``δ = ∂C/∂a ⊙ g'(z)``, with ``g'`` read off the activation's output ``a``.
 
-    ``owned``: ``grad`` was made by this backward, so ReLU may mask it in place (one
-    temporary fewer; nothing else reads it). Not under ``torch.func``: there ``grad`` may be
-    unbatched while ``a`` is batched, which ``vmap`` cannot write in place.
+    ``may_overwrite``: ``dC_da`` is a temporary of this backward, which ReLU's mask may
+    overwrite (:func:`~gdtorch.autograd._fast.may_write_in_place`).
     """
-    if name is None:
-        return grad
-    if name == "relu":  # [z > 0] = [a ≠ 0], as a = max(z, 0) ≥ 0 (NaN passes, as in torch)
-        mask = relu_slope(output)
-        return grad.mul_(mask) if owned else grad * mask
-    if name == "sigmoid":
-        return grad * output * (1 - output)  # σ(1 − σ)
-    return grad * (1 - output * output)  # 1 − tanh²
+    if g is None:
+        return dC_da  # a = z: g' = 1
+    if g == "relu":
+        slope = _fast.relu_mask(a)  # [z > 0] = [a ≠ 0]
+        return dC_da.mul_(slope) if may_overwrite else dC_da * slope
+    if g == "sigmoid":
+        return dC_da * a * (1 - a)  # σ' = σ(1 − σ)
+    return dC_da * (1 - a * a)  # tanh' = 1 − tanh²
 
 
-def _conj(tensor: Tensor | None) -> Tensor | None:
-    """``t̄``, the complex conjugate (a lazy view), or ``None``."""
-    return None if tensor is None else tensor.conj()
-
-
-class MLPFunction(Function):
+class MLPFunction(_fast.Function):
     r"""Forward and backward propagation through ``L`` fully connected layers at once.
 
     ``MLPFunction.apply(x, activations, W⁽¹⁾, b⁽¹⁾, …, W⁽ᴸ⁾, b⁽ᴸ⁾)`` takes a batch ``x`` of
@@ -76,56 +63,54 @@ class MLPFunction(Function):
     """
 
     @staticmethod
-    def forward(input: Tensor, activations: tuple[str | None, ...], *params: Tensor) -> tuple:
+    def forward(x: Tensor, activations: tuple[str | None, ...], *params: Tensor) -> tuple:
+        a = x  # a⁽⁰⁾ = x
         outputs = []
-        a = input
-        for weight, bias, name in zip(params[0::2], params[1::2], activations, strict=True):
-            a = F.linear(a, weight, bias)  # z = a Wᵀ + b (torch.addmm(b, a, Wᵀ) in one call)
-            if name is not None:
-                a = ACTIVATIONS[name](a)  # a = g(z), over z: z itself is not kept
+        for W, b, g in zip(params[0::2], params[1::2], activations, strict=True):
+            z = F.linear(a, W, b)  # z⁽ˡ⁾ = a⁽ˡ⁻¹⁾ W⁽ˡ⁾ᵀ + b⁽ˡ⁾
+            a = z if g is None else _fast.activate_(g, z)  # a⁽ˡ⁾ = g(z⁽ˡ⁾)
             outputs.append(a)
         return tuple(outputs)
 
     @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        input, activations, *params = inputs
+    def setup_context(ctx: Any, inputs: tuple, outputs: tuple) -> None:
+        x, activations, *params = inputs
         ctx.activations = activations
-        ctx.is_complex = input.is_complex()
+        ctx.is_complex = x.is_complex()
         ctx.set_materialize_grads(False)
-        needs = ctx.needs_input_grad
-        kept_outputs = list(output)
+        needs_x, _, needs_W1, *_ = ctx.needs_input_grad
+        kept = list(outputs)
         if activations[-1] is None:
-            kept_outputs[-1] = None  # an identity output layer needs no slope
+            kept[-1] = None  # an identity output layer needs no slope
         weights = list(params[0::2])
-        if not needs[0]:
-            weights[0] = None  # W⁽¹⁾ only hands δ down to the input, which wants no gradient
-        ctx.save_for_backward(input if needs[2] else None, *weights, *kept_outputs)
+        if not needs_x:
+            weights[0] = None  # W⁽¹⁾ only hands δ down to x, which wants no gradient
+        ctx.save_for_backward(x if needs_W1 else None, *weights, *kept)
 
     @staticmethod
-    def backward(ctx: Any, *grad_outputs: Tensor | None) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, *dC_douts: Tensor | None) -> tuple[Tensor | None, ...]:
         activations = ctx.activations
-        n_layers = len(activations)
-        input, *saved = ctx.saved_tensors
-        weights, outputs = saved[:n_layers], saved[n_layers:]
-        if ctx.is_complex:  # ā, W̄ and conj(g') (module docstring): every saved factor conjugated
-            input = _conj(input)
-            weights, outputs = [_conj(w) for w in weights], [_conj(a) for a in outputs]
-        needs = ctx.needs_input_grad
-        grads: list[Tensor | None] = [None] * (2 + 2 * n_layers)  # as the inputs: x, names, W, b…
-        grad_a = grad_outputs[-1]  # ∂C/∂a⁽ᴸ⁾
-        in_place = not torch._C._are_functorch_transforms_active()
-        for layer in range(n_layers - 1, -1, -1):
-            if grad_a is not None:
-                owned = in_place and grad_a is not grad_outputs[layer]
-                delta = _times_slope(activations[layer], grad_a, outputs[layer], owned)  # δ⁽ˡ⁾
-                if needs[2 + 2 * layer]:
-                    a_below = outputs[layer - 1] if layer else input
-                    grads[2 + 2 * layer] = delta.t().mm(a_below)  # ∂C/∂W = δᵀ a
-                if needs[3 + 2 * layer]:
-                    grads[3 + 2 * layer] = delta.sum(0)  # ∂C/∂b = Σ δ
-                grad_a = delta.mm(weights[layer]) if layer or needs[0] else None
-            if layer and grad_outputs[layer - 1] is not None:  # a⁽ˡ⁻¹⁾ also used directly
-                extra = grad_outputs[layer - 1]
-                grad_a = extra if grad_a is None else grad_a + extra
-        grads[0] = grad_a
-        return tuple(grads)
+        L = len(activations)
+        saved = ctx.saved_tensors
+        if ctx.is_complex:  # x̄, W̄ and ā: every saved factor conjugated (module docstring)
+            saved = [None if t is None else t.conj() for t in saved]
+        a, W = [saved[0], *saved[L + 1 :]], saved[1 : L + 1]  # a[l] = a⁽ˡ⁾ (a⁽⁰⁾ = x), W[l − 1]
+        needs_x, _, *needs_params = ctx.needs_input_grad
+        dC_dW: list[Tensor | None] = [None] * L
+        dC_db: list[Tensor | None] = [None] * L
+        overwrite = _fast.may_write_in_place()
+        dC_da = dC_douts[-1]  # ∂C/∂a⁽ᴸ⁾, from the cost
+        for l in range(L, 0, -1):  # noqa: E741 (the tutorial's layer index)
+            if dC_da is not None:
+                mine = overwrite and dC_da is not dC_douts[l - 1]  # made here, not handed in
+                delta = times_slope(dC_da, activations[l - 1], a[l], mine)  # δ⁽ˡ⁾ = ∂C/∂z⁽ˡ⁾
+                if needs_params[2 * l - 2]:
+                    dC_dW[l - 1] = delta.t().mm(a[l - 1])  # ∂C/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ a⁽ˡ⁻¹⁾
+                if needs_params[2 * l - 1]:
+                    dC_db[l - 1] = delta.sum(0)  # ∂C/∂b⁽ˡ⁾ = Σ δ⁽ˡ⁾
+                below_wanted = l > 1 or needs_x
+                dC_da = delta.mm(W[l - 1]) if below_wanted else None  # ∂C/∂a⁽ˡ⁻¹⁾ = δ⁽ˡ⁾ W⁽ˡ⁾
+            if l > 1 and dC_douts[l - 2] is not None:  # a⁽ˡ⁻¹⁾ is also an output of its own
+                dC_da = dC_douts[l - 2] if dC_da is None else dC_da + dC_douts[l - 2]
+        grads = [p for pair in zip(dC_dW, dC_db, strict=True) for p in pair]
+        return (dC_da, None, *grads)

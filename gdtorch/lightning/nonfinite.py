@@ -11,6 +11,8 @@ import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
+from gdtorch import _compat
+
 
 class NonFiniteLossError(RuntimeError):
     """The training loss, a parameter after an update, or the validation loss is NaN or ±inf."""
@@ -165,7 +167,7 @@ def _all_finite(loss: Tensor | None, parameters: list[Tensor]) -> bool:
     """
     checks = [] if loss is None else [torch.isfinite(loss.detach()).all()]
     if parameters:
-        norms = torch._foreach_norm(parameters)
+        norms = _compat.foreach_norm(parameters)
         checks.append(torch.isfinite(torch.stack([n.float() for n in norms])).all())
     if not checks or bool(torch.stack(checks).all().item()):
         return True

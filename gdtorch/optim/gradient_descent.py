@@ -20,7 +20,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import Optimizer, ParamsT, _default_to_fused_or_foreach
+from torch.optim.optimizer import Optimizer, ParamsT
+
+from gdtorch import _compat
 
 __all__ = ["GradientDescent", "gradient_descent"]
 
@@ -401,7 +403,7 @@ def _gradient_descent_unchecked(
     change of its options.
     """
     if foreach is None:
-        _, foreach = _default_to_fused_or_foreach(params, differentiable=False, use_fused=False)
+        foreach = _compat.default_foreach(params)
     if weight_decay != 0 and any(grad.is_sparse for grad in grads):
         raise RuntimeError(
             "GradientDescent: weight_decay is not supported with sparse gradients; use "
@@ -469,22 +471,19 @@ def _multi_tensor_gradient_descent(
     if not params:
         return
 
-    grouped_tensors = Optimizer._group_tensors_by_device_and_dtype(
-        [params, grads, momentum_buffers],
-        with_indices=True,
-    )
+    grouped_tensors = _compat.group_by_device_and_dtype([params, grads, momentum_buffers])
     for (device_params, device_grads, device_buffers), indices in grouped_tensors.values():
         # ``device_grads`` are the caller's gradients until an out-of-place op replaces them by
         # temporaries; only temporaries are updated in place (torch.optim.SGD's Nesterov path
         # overwrites p.grad here, which corrupts accumulated or logged gradients).
         grads_are_temporaries = maximize or weight_decay != 0
         if maximize:
-            device_grads = torch._foreach_neg(device_grads)
+            device_grads = _compat.foreach_neg(device_grads)
         if weight_decay != 0:
             if maximize:
-                torch._foreach_add_(device_grads, device_params, alpha=weight_decay)
+                _compat.foreach_add_(device_grads, device_params, alpha=weight_decay)
             else:
-                device_grads = torch._foreach_add(device_grads, device_params, alpha=weight_decay)
+                device_grads = _compat.foreach_add(device_grads, device_params, alpha=weight_decay)
 
         if momentum != 0:
             if any(buf is None for buf in device_buffers):
@@ -495,14 +494,14 @@ def _multi_tensor_gradient_descent(
                     else:
                         buf.mul_(momentum).add_(grad, alpha=1 - dampening)
             else:
-                torch._foreach_mul_(device_buffers, momentum)
-                torch._foreach_add_(device_buffers, device_grads, alpha=1 - dampening)
+                _compat.foreach_mul_(device_buffers, momentum)
+                _compat.foreach_add_(device_buffers, device_grads, alpha=1 - dampening)
 
             if not nesterov:
                 device_grads = device_buffers
             elif grads_are_temporaries:
-                torch._foreach_add_(device_grads, device_buffers, alpha=momentum)
+                _compat.foreach_add_(device_grads, device_buffers, alpha=momentum)
             else:
-                device_grads = torch._foreach_add(device_grads, device_buffers, alpha=momentum)
+                device_grads = _compat.foreach_add(device_grads, device_buffers, alpha=momentum)
 
-        torch._foreach_add_(device_params, device_grads, alpha=-lr)
+        _compat.foreach_add_(device_params, device_grads, alpha=-lr)

@@ -8,7 +8,7 @@ from torch.autograd import gradcheck, gradgradcheck
 
 from gdtorch import functional as GF
 from gdtorch.autograd import ReLUFunction, SigmoidFunction, TanhFunction
-from gdtorch.autograd.activations import relu_slope
+from gdtorch.autograd._fast import relu_mask
 from tests.cases import SHAPE_CASES
 
 # (gdtorch functional, its Function, torch reference)
@@ -70,8 +70,8 @@ def test_complex_gradients_use_the_conjugate_slope(make_tensor, function):
     assert gradgradcheck(function.apply, (input,))
 
 
-def test_relu_slope_is_one_where_the_output_is_positive_or_nan():
+def test_relu_mask_is_one_where_the_output_is_positive_or_nan():
     # torch's ReLU backward zeroes δ where a ≤ 0; NaN ≤ 0 is false, so a NaN passes δ
     output = torch.relu(torch.tensor([float("nan"), -1.0, -0.0, 0.0, 1e-40, 3.0]))
-    assert relu_slope(output).tolist() == [1, 0, 0, 0, 1, 1]
-    assert relu_slope(output).dtype == torch.uint8  # one byte per element
+    assert relu_mask(output).tolist() == [1, 0, 0, 0, 1, 1]
+    assert relu_mask(output).dtype == torch.uint8  # one byte per element

@@ -18,7 +18,7 @@ from gdtorch.autograd import (
     BCEWithLogitsLossFunction,
     MAELossFunction,
     MSELossFunction,
-    losses,
+    _fast,
 )
 from tests.cases import SHAPE_CASES
 
@@ -157,14 +157,14 @@ def test_saves_no_more_than_torch(make_tensor, saved_bytes, name):
 
 
 def test_bce_with_logits_shares_its_constants_and_never_an_inference_tensor(monkeypatch):
-    monkeypatch.setattr(losses, "_CONSTANTS", {})
+    monkeypatch.setattr(_fast, "_CONSTANTS", {})
     logits = torch.randn(5, dtype=torch.float64, requires_grad=True)
     target = torch.rand(5, dtype=torch.float64)
     with torch.inference_mode():
         GF.binary_cross_entropy_with_logits(logits.detach(), target)
-    assert losses._CONSTANTS == {}  # nothing made under inference mode is kept
+    assert _fast._CONSTANTS == {}  # nothing made under inference mode is kept
     loss = GF.binary_cross_entropy_with_logits(logits, target)
-    constants = {key[0]: value for key, value in losses._CONSTANTS.items()}
+    constants = {key[0]: value for key, value in _fast._CONSTANTS.items()}
     assert sorted(constants) == [0.0, 5.0]  # e⁰ in log(e⁰ + eᶻ), and N for the mean
     for value, constant in constants.items():
         assert constant.dtype == torch.float64 and constant.shape == ()
@@ -176,15 +176,15 @@ def test_bce_with_logits_shares_its_constants_and_never_an_inference_tensor(monk
 
 
 def test_shared_constants_are_bounded_and_never_dropped(monkeypatch):
-    monkeypatch.setattr(losses, "_CONSTANTS", {})
+    monkeypatch.setattr(_fast, "_CONSTANTS", {})
     key = (1.0, torch.device("cpu"), torch.float32)
     first = None
-    for n in range(1, 2 * losses._MAX_CONSTANTS):
+    for n in range(1, 2 * _fast._MAX_CONSTANTS):
         input, target = torch.rand(n), torch.rand(n)
         torch.testing.assert_close(GF.mse_loss(input, target), F.mse_loss(input, target))
-        assert len(losses._CONSTANTS) <= losses._MAX_CONSTANTS
-        first = first if first is not None else losses._CONSTANTS[key]
-    assert losses._CONSTANTS[key] is first  # still the one shared at n = 1
+        assert len(_fast._CONSTANTS) <= _fast._MAX_CONSTANTS
+        first = first if first is not None else _fast._CONSTANTS[key]
+    assert _fast._CONSTANTS[key] is first  # still the one shared at n = 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -211,9 +211,9 @@ def test_mean_of_empty_and_half_losses_is_torch_mean(dtype):
 
 
 def test_bce_with_logits_keeps_no_constant_made_for_fake_tensors(monkeypatch):
-    monkeypatch.setattr(losses, "_CONSTANTS", {})
+    monkeypatch.setattr(_fast, "_CONSTANTS", {})
     with FakeTensorMode():
         loss = BCEWithLogitsLossFunction.apply(torch.randn(3), torch.rand(3), None, None, "mean")
-    assert loss.shape == () and losses._CONSTANTS == {}
+    assert loss.shape == () and _fast._CONSTANTS == {}
     real = GF.binary_cross_entropy_with_logits(torch.zeros(3), torch.ones(3))
     torch.testing.assert_close(real, torch.log(torch.tensor(2.0)))

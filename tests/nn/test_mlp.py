@@ -48,3 +48,60 @@ def test_logistic_regression_is_one_layer():
 def test_bad_arguments_name_themselves(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MLP(**kwargs)
+
+
+def _backward_nodes(tensor: torch.Tensor) -> list[str]:
+    """The names of every node in ``tensor``'s backward graph."""
+    names, stack, seen = [], [tensor.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.append(type(node).__name__)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
+def test_fused_and_per_layer_paths_give_the_same_values_and_gradients(activation):
+    torch.manual_seed(0)
+    fused = MLP([6, 5, 4, 1], activation=activation, output_activation="sigmoid").double()
+    per_layer = MLP(
+        [6, 5, 4, 1], activation=activation, output_activation="sigmoid", fused=False
+    ).double()
+    per_layer.load_state_dict(fused.state_dict())
+    x = torch.randn(7, 6, dtype=torch.float64)
+    outputs = [model(x) for model in (fused, per_layer)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=1e-14)
+    for output in outputs:
+        output.sum().backward()
+    for (name, p), q in zip(fused.named_parameters(), per_layer.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=0, atol=1e-14, msg=name)
+
+
+def test_the_fused_flag_picks_the_path_that_runs():
+    x = torch.randn(3, 6)
+    fused = _backward_nodes(MLP([6, 5, 1])(x))
+    per_layer = _backward_nodes(MLP([6, 5, 1], fused=False)(x))
+    assert [n for n in fused if n.endswith("FunctionBackward")] == ["MLPFunctionBackward"]
+    assert sorted(n for n in per_layer if n.endswith("FunctionBackward")) == [
+        "LinearFunctionBackward",
+        "LinearFunctionBackward",
+        "ReLUFunctionBackward",
+    ]
+    assert repr(MLP([6, 1], fused=False)).startswith("MLP(\n  fused=False")
+
+
+def test_a_hook_makes_the_fused_model_run_layer_by_layer():
+    model = MLP([6, 5, 1])
+    seen = []
+    model[1].register_forward_hook(lambda module, args, output: seen.append(output.shape))
+    nodes = _backward_nodes(model(torch.randn(3, 6)))
+    assert seen == [(3, 5)]  # the hook saw its layer run
+    assert "MLPFunctionBackward" not in nodes and "ReLUFunctionBackward" in nodes
+
+
+def test_fused_must_be_a_bool():
+    with pytest.raises(TypeError, match="fused must be True or False, got fused='yes'"):
+        MLP([6, 1], fused="yes")

@@ -1,4 +1,4 @@
-"""The Function base: its eager twin gives what torch's own ``apply`` gives."""
+"""The Function base: its eager positional form gives what torch's own ``apply`` gives."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gdtorch.autograd import BCEWithLogitsLossFunction, LinearFunction, MLPFunction, ReLUFunction
-from gdtorch.autograd.function import Function
+from gdtorch.autograd._fast import Function
 
 
 def _torch_apply(function: type[Function], *args):
@@ -31,7 +31,7 @@ def _cases():
 
 
 @pytest.mark.parametrize("case", range(4))
-def test_eager_twin_matches_torch_apply(case):
+def test_eager_positional_form_matches_torch_apply(case):
     function, args, main = _cases()[case]
     tensors = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
     results = []
@@ -50,7 +50,7 @@ def test_eager_twin_matches_torch_apply(case):
             torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
 
 
-def test_eager_twin_keeps_what_setup_context_saves():
+def test_eager_positional_form_keeps_what_setup_context_saves():
     _, args, _ = _cases()[2]
     saved: dict[str, list] = {"eager": [], "torch": []}
     for key, apply in (
@@ -76,13 +76,13 @@ def test_keyword_calls_take_torch_apply():
     assert type(by_keyword.grad_fn) is BCEWithLogitsLossFunction._backward_cls
 
 
-def test_positional_eager_calls_take_the_twin():
+def test_positional_eager_calls_take_the_positional_form():
     functions = (LinearFunction, ReLUFunction, MLPFunction, BCEWithLogitsLossFunction)
     for function, (_, args, _) in zip(functions, _cases(), strict=True):
         function.apply(*args)
-        twin = function.__dict__["_eager_apply"].__self__
-        assert twin is not function and twin.__name__ == function.__name__
-        assert twin._backward_cls is function._backward_cls
+        positional = function.__dict__["_eager_apply"].__self__
+        assert positional is not function and positional.__name__ == function.__name__
+        assert positional._backward_cls is function._backward_cls
 
 
 class _Scale(Function):

@@ -205,8 +205,8 @@ def _paint(layer: torch.Tensor, sdf: torch.Tensor, slot: int, where=None) -> Non
     """Paint ``slot`` into ``layer`` where ``sdf < 0`` (and, per image, where ``where`` holds).
 
     Slots are numbered in painting order, so painting is a running maximum with ``slot``
-    inside the shape and ``-slot`` (never above ``layer``) outside: exact arithmetic, several
-    times faster than a comparison and a masked fill. ``sdf`` is overwritten.
+    inside the shape and ``-slot`` (never above ``layer``) outside: exact arithmetic, and
+    cheaper than a comparison and a masked fill. ``sdf`` is overwritten.
     """
     value = -float(slot) if where is None else _col(where * -float(slot))
     torch.maximum(layer, sdf.sign_().mul_(value), out=layer)

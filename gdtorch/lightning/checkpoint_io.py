@@ -80,9 +80,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     **Checksum.** Every checkpoint saved here carries, under :data:`CHECKSUM_KEY`, a SHA-256
     digest of each of its top-level entries (``state_dict``, ``optimizer_states``, ``loops``,
     ...): every tensor's bytes, dtype and shape and every plain value, in the order they are
-    stored (:func:`checkpoint_checksum`; 1.5 ms for the 1 MB cat network, as long as its
-    ``torch.save``). Each load recomputes them: a file changed after it was written (a bad
-    disk, copy or download; torch reads its zip records without their CRC) is a
+    stored (:func:`checkpoint_checksum`). Each load recomputes them: a file changed after it
+    was written (a bad disk, copy or download; torch reads its zip records without their CRC) is a
     :class:`CheckpointError` naming the file and the entry, never weights that silently differ.
     A checkpoint without a checksum (written by plain Lightning, or by gdtorch before it had one)
     cannot be verified; it is loaded, with a logged warning.

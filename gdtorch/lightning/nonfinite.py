@@ -48,9 +48,8 @@ class NonFiniteLossGuard(L.Callback):
     every rank at the same step), so no process waits forever on a collective.
 
     Cost: one device synchronisation per step (one ``.item()``), plus, with
-    ``check_parameters``, one fused norm pass over the parameters (measured 57 µs per step for
-    the 4-layer cat network on the CPU, against 329 µs for an ``isfinite`` per parameter); under
-    DDP one all-reduce of a single integer.
+    ``check_parameters``, one fused norm pass over the parameters (rather than an ``isfinite``
+    per parameter); under DDP one all-reduce of a single integer.
 
     Args:
         check_parameters: also stop when an update made a parameter non-finite although the

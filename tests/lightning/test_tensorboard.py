@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import io
 import math
 import warnings
 
 import lightning.pytorch as L
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -16,7 +19,12 @@ from gdtorch import nn as gnn
 from gdtorch.data import TensorBatchLoader
 from gdtorch.lightning import CatClassifier, NonFiniteLossError, NonFiniteLossGuard
 from gdtorch.lightning import TensorBoardExtras as Extras
-from gdtorch.lightning.tensorboard import histogram, prediction_grid, prediction_table
+from gdtorch.lightning.tensorboard import (
+    histogram,
+    jpeg_summary,
+    prediction_grid,
+    prediction_table,
+)
 from gdtorch.train import run
 from tests.cases import TINY, compose_train
 
@@ -397,3 +405,23 @@ def test_rejects_bad_arguments():
         Extras(every_n_epochs=0)
     with pytest.raises(ValueError, match="num_images must be >= 0, got -1"):
         Extras(num_images=-1)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_histogram_of_values_with_nan_or_inf_is_none(bad):
+    values = torch.randn(100)
+    values[17] = bad
+    assert histogram(values) is None
+
+
+def test_the_prediction_grid_is_a_jpeg_of_the_grid(tmp_path):
+    grid = prediction_grid(torch.rand(3, 3, 16, 16), torch.tensor([1.0, 0.0, 1.0]), torch.rand(3))
+    summary = jpeg_summary("val/predictions", grid)
+    (value,) = summary.value
+    assert value.tag == "val/predictions"
+    decoded = torch.from_numpy(np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string))))
+    assert decoded.shape == (grid.shape[1], grid.shape[2], 3)
+    assert (value.image.height, value.image.width) == tuple(grid.shape[1:])
+    # JPEG is lossy: every pixel within a few levels of the grid's on average
+    difference = (decoded.permute(2, 0, 1).float() / 255 - grid).abs()
+    assert difference.mean() < 0.03

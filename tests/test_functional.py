@@ -1,4 +1,4 @@
-"""gdtorch.functional: argument checks (DESIGN.md "Bad input"), autocast and dtype handling."""
+"""gdtorch.functional: argument checks (the README's "What is validated"), autocast and dtype handling."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """NonFiniteLossGuard: a NaN/inf training loss stops the run, and the last good checkpoint stays.
 
-DESIGN.md, "Bad input": "a non-finite loss in training stops the run with a message naming the
-step, and leaves the last good checkpoint intact".
+The promise (README, "A loss that becomes NaN or infinite"): a non-finite loss in training
+stops the run with a message naming the step, and leaves the last good checkpoint intact.
 """
 
 from __future__ import annotations

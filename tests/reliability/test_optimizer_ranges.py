@@ -1,4 +1,4 @@
-"""DESIGN.md "Bad input", for the optimizer's hyper-parameters after construction.
+"""The README's "What is validated", for the optimizer's hyper-parameters after construction.
 
 "bad hyper-parameters (negative lr, momentum < 0, nesterov without momentum): ``ValueError``, as
 torch words it". The constructor is one door; a value also arrives later, through

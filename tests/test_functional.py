@@ -1,4 +1,4 @@
-"""gdtorch.functional: argument checks (the README's "What is validated"), autocast and dtype handling."""
+"""gdtorch.functional: argument checks (README: "What is validated"), autocast and dtypes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The README's "What is validated", row by row, through every door: modules, optimizer, data, configs.
+"""The README's "What is validated", row by row, through every door: modules, optimizer,
+data, configs.
 
 The functional API's own checks live in ``tests/test_functional.py``, the optimizer's
 hyper-parameter checks in ``tests/optim``, the data classes' in ``tests/data``; this file covers

@@ -1,4 +1,5 @@
-"""DDP on two CPU processes (gloo) gives the same result as one process (the README's "Several GPUs or machines").
+"""DDP on two CPU processes (gloo) gives the same result as one process (README: "Several
+GPUs or machines").
 
 gdtorch writes no distributed code: Lightning's DDP all-reduces the gradients that gdtorch's
 hand-written backward passes leave in ``.grad``, and every process then takes the same

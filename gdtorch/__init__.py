@@ -4,7 +4,8 @@
 ``from gdtorch.optim import GradientDescent`` are the main entry points.
 
 ``import gdtorch`` alone loads nothing yet: ``gdtorch.nn``, ``gdtorch.functional``,
-``gdtorch.optim``, ``gdtorch.audit`` and ``gdtorch.set_validation`` are imported on first use
+``gdtorch.optim``, ``gdtorch.audit``, ``gdtorch.handwritten`` and ``gdtorch.set_validation`` are
+imported on first use
 (PEP 562), so that ``gdtorch-train --help`` answers without loading torch.
 """
 
@@ -22,6 +23,8 @@ _ATTRIBUTES = {
     "AuditReport": "gdtorch.gradient_audit",
     "AuditRow": "gdtorch.gradient_audit",
     "audit": "gdtorch.gradient_audit",
+    "handwritten": "gdtorch.handwritten_mode",
+    "HandwrittenReport": "gdtorch.handwritten_mode",
 }
 __all__ = ["__version__", *_SUBMODULES, *_ATTRIBUTES]
 

@@ -6,7 +6,7 @@ torch's own, so a gdtorch module is a drop-in replacement (and ``isinstance`` ch
 """
 
 from gdtorch.nn.activation import ReLU, Sigmoid, Tanh
-from gdtorch.nn.convert import convert
+from gdtorch.nn.convert import ConvertSummary, convert, convert_summary
 from gdtorch.nn.linear import Linear
 from gdtorch.nn.loss import BCELoss, BCEWithLogitsLoss, L1Loss, MAELoss, MSELoss
 from gdtorch.nn.mlp import MLP
@@ -15,6 +15,7 @@ __all__ = [
     "MLP",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "ConvertSummary",
     "L1Loss",
     "Linear",
     "MAELoss",
@@ -23,4 +24,5 @@ __all__ = [
     "Sigmoid",
     "Tanh",
     "convert",
+    "convert_summary",
 ]

@@ -2,20 +2,26 @@
 
 Backpropagation is only as right as each layer's hand-written ``backward``. :func:`audit` checks
 them on a real batch: it computes ``∇C(θ)`` twice, once through gdtorch's layers and once through
-their ``torch.nn`` twins (whose backward is torch autograd's), and reports where they differ.
+their ``torch.nn`` twins (whose backward is torch autograd's), and reports where they differ. A
+model written with functional calls (``F.linear``, ``F.relu``, ...) is audited as it runs under
+:class:`gdtorch.handwritten`: each call that context takes over gets its own row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
+from gdtorch import handwritten_mode
+from gdtorch.handwritten_mode import take_over
 from gdtorch.nn.convert import TWINS
 
 # gdtorch class -> the torch.nn class it subclasses and whose forward it overrides.
@@ -36,8 +42,13 @@ class AuditRow:
         kind: ``"parameter"``: ``∂C/∂θ`` of one parameter after the whole backward pass, the
             gradient the optimiser sees. ``"layer"``: one gdtorch layer's own ``backward``, fed
             autograd's ``δ = ∂C/∂(output)`` and autograd's inputs, so the row measures only that
-            layer's error; it covers ``∂C/∂(input)`` and the layer's own parameters.
-        name: the parameter's name, or the layer's name and class, e.g. ``"1 (Sigmoid)"``.
+            layer's error; it covers ``∂C/∂(input)`` and the layer's own parameters. Under
+            ``handwritten``, also one functional call that context takes over, fed the same way;
+            it covers ``∂C/∂(each tensor argument that requires grad)``.
+        name: the parameter's name, or the layer's name and class, e.g. ``"1 (Sigmoid)"``; for a
+            functional call, the module whose own ``forward`` made it (``"loss"`` outside the
+            model) and the op, numbered when the module makes several, e.g.
+            ``"model (Net): linear #2"``.
         max_abs_diff: ``max |g − r|``.
         max_rel_diff: ``max |g − r| / max |r|``.
     """
@@ -58,7 +69,8 @@ class AuditReport:
 
     Attributes:
         rows: one :class:`AuditRow` per parameter (in ``named_parameters`` order), then one per
-            gdtorch layer of the model and of the loss (in ``named_modules`` order).
+            gdtorch layer of the model and of the loss (in ``named_modules`` order), then, under
+            ``handwritten``, one per functional call taken over (in call order).
     """
 
     rows: tuple[AuditRow, ...] = field(default_factory=tuple)
@@ -112,7 +124,12 @@ class _Call:
 
 
 def audit(
-    model: torch.nn.Module, loss_fn: torch.nn.Module, inputs: Tensor, targets: Tensor
+    model: torch.nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    *,
+    handwritten: bool | None = None,
 ) -> AuditReport:
     """Compare gdtorch's hand-written gradients with torch autograd's on one batch, in float64.
 
@@ -125,17 +142,30 @@ def audit(
     layer's ``∂C/∂x`` is checked as well. Both copies run in the model's current mode, random
     layers (dropout) drawing the same numbers in each; the global random state is restored.
 
-    Cost: two float64 copies of the model, and about two float64 forward+backward passes of each
-    (the whole batch once, then layer by layer).
+    With ``handwritten``, the gdtorch copy runs under :class:`gdtorch.handwritten`, as the model
+    runs in a training loop under that context, and the torch copy runs as plain torch. Every
+    functional call (``F.linear``, ``F.relu``, ``torch.sigmoid``, a functional loss, ...) that the
+    context takes over is recorded in the torch pass with its inputs and ``δ``, and gdtorch's
+    function is run on them and compared with torch's: one row per call (calls inside a gdtorch
+    layer's own ``forward`` are its layer row already). Calls that fall through to torch (in-place
+    ReLU, say) have no hand-written backward and no row; the parameter rows still cover them.
 
-    The user's model, its dtype, its gradients and the random state are left untouched.
+    Cost: two float64 copies of the model, and about two float64 forward+backward passes of each
+    (the whole batch once, then layer by layer or call by call).
+
+    The user's model, its dtype, its gradients and the random state are left untouched, and the
+    audit's own calls are not counted in the reports of ``handwritten()`` contexts around it.
 
     Args:
         model: any module; its gdtorch layers (also those put in by ``convert``) are audited.
-        loss_fn: the cost ``C(output, targets)``, a module returning a scalar; a gdtorch loss in
-            it is audited like a layer.
+        loss_fn: the cost ``C(output, targets)`` returning a scalar: a module (a gdtorch loss in
+            it is audited like a layer) or a function such as
+            ``torch.nn.functional.binary_cross_entropy_with_logits``.
         inputs: a batch ``x`` for ``model``.
         targets: the targets ``y``, as ``loss_fn`` expects them.
+        handwritten: run the gdtorch copy under ``gdtorch.handwritten()`` and audit the calls it
+            takes over; ``None`` (the default): whether ``audit`` is called inside such a
+            context.
 
     Returns:
         The report: ``max_abs_diff``, ``max_rel_diff``, ``rows`` and a printable table.
@@ -143,12 +173,26 @@ def audit(
     Raises:
         ValueError: ``loss_fn`` does not return a scalar.
     """
+    if handwritten is None:
+        handwritten = handwritten_mode.inside()
+    with handwritten_mode.torch_only():  # the torch pass is torch's, even inside handwritten()
+        return _audit(model, loss_fn, inputs, targets, handwritten)
+
+
+def _audit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    inputs: Tensor,
+    targets: Tensor,
+    handwritten: bool,
+) -> AuditReport:
     gdtorch_model, gdtorch_loss = _float64_copy(model), _float64_copy(loss_fn)
     torch_model, torch_loss = _torch_twin(gdtorch_model), _torch_twin(gdtorch_loss)
     layers = list(_gdtorch_layers(gdtorch_model, gdtorch_loss))
     twins = dict(_gdtorch_layers(torch_model, torch_loss, twins=True))
     calls = {name: [] for name, _ in layers}
     hooks = [_record_calls(twins[name], calls[name]) for name, _ in layers]
+    recorder = _FunctionalCalls(torch_model, torch_loss, {id(twins[name]) for name, _ in layers})
     cuda = sorted({p.device.index for p in model.parameters() if p.is_cuda})
     with (
         torch.random.fork_rng(devices=cuda),
@@ -156,9 +200,14 @@ def audit(
         torch.autocast(inputs.device.type, enabled=False),
     ):
         torch.manual_seed(0)
-        gdtorch_grads = _parameter_grads(gdtorch_model, gdtorch_loss, inputs, targets)
+        # _isolated: the audit's calls do not count in the reports of contexts around it
+        context = handwritten_mode.handwritten(_isolated=True) if handwritten else _no_context()
+        with context:
+            gdtorch_grads = _parameter_grads(gdtorch_model, gdtorch_loss, inputs, targets)
         torch.manual_seed(0)
-        torch_grads = _parameter_grads(torch_model, torch_loss, inputs, targets)
+        with recorder if handwritten else _no_context():
+            torch_grads = _parameter_grads(torch_model, torch_loss, inputs, targets)
+        recorder.remove_hooks()
         for hook in hooks:
             hook.remove()
         rows = [
@@ -177,10 +226,115 @@ def audit(
             if differences:
                 label = f"{name} ({type(layer).__name__})"
                 rows.append(AuditRow("layer", label, *map(max, zip(*differences, strict=True))))
+        rows += recorder.rows()
     return AuditReport(tuple(rows))
 
 
-def _float64_copy(module: torch.nn.Module) -> torch.nn.Module:
+_no_context = contextlib.nullcontext
+
+
+class _FunctionalCalls(TorchFunctionMode):
+    """Records, in the torch pass, each functional call ``handwritten()`` would take over.
+
+    Each call is kept with the module whose own ``forward`` made it (read off a stack kept by
+    forward hooks on every module of the torch copy), its arguments and, once backward reaches
+    it, ``δ = ∂C/∂(output)``. Calls made inside a twin of a gdtorch layer are left out: that
+    layer has its own row.
+    """
+
+    def __init__(
+        self, model: torch.nn.Module, loss_fn: Callable[..., Tensor], skipped: set[int]
+    ) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, Any, _Call]] = []  # (module label, op, call)
+        self.stack: list[tuple[str, torch.nn.Module]] = []
+        self.hooks: list[RemovableHandle] = []
+        self.skipped = skipped
+        roots = [(model, "")]
+        if isinstance(loss_fn, torch.nn.Module):
+            roots.append((loss_fn, "loss"))
+        for root, prefix in roots:
+            for name, module in root.named_modules(prefix=prefix):
+                label = f"{name or 'model'} ({type(module).__name__})"
+                self.hooks += [
+                    module.register_forward_pre_hook(self._entering(label, module)),
+                    module.register_forward_hook(self._leaving, always_call=True),
+                ]
+
+    def _entering(self, label: str, module: torch.nn.Module) -> Callable[..., None]:
+        def hook(_module: torch.nn.Module, _args: tuple) -> None:
+            self.stack.append((label, module))
+
+        return hook
+
+    def _leaving(self, _module: torch.nn.Module, _args: tuple, _output: Any) -> None:
+        self.stack.pop()
+
+    def remove_hooks(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        op, verdict = take_over(func, types, args, kwargs)
+        result = func(*args, **(kwargs or {}))
+        if verdict.__class__ is not tuple:  # not taken over: no hand-written backward to audit
+            return result
+        label, module = self.stack[-1] if self.stack else ("loss", None)
+        if id(module) in self.skipped:
+            return result
+        call = _Call(
+            args=tuple(_detached(a) for a in verdict),
+            kwargs={},
+            differentiable=tuple(isinstance(a, Tensor) and a.requires_grad for a in verdict),
+        )
+        if isinstance(result, Tensor) and result.requires_grad:
+            result.register_hook(call.set_delta)
+        self.calls.append((label, op, call))
+        return result
+
+    def rows(self) -> list[AuditRow]:
+        """One row per recorded call that reached ``C``: gdtorch's function against torch's."""
+        totals: dict[tuple[str, str], int] = {}
+        for label, op, _ in self.calls:
+            totals[label, op.name] = totals.get((label, op.name), 0) + 1
+        seen: dict[tuple[str, str], int] = {}
+        rows = []
+        for label, op, call in self.calls:
+            key = (label, op.name)
+            seen[key] = seen.get(key, 0) + 1
+            if call.delta is None:  # the call's output did not reach C
+                continue
+            number = f" #{seen[key]}" if totals[key] > 1 else ""
+            differences = [
+                _difference(grad, reference)
+                for grad, reference in zip(
+                    _call_grads(op.gdtorch, call), _call_grads(op.torch, call), strict=True
+                )
+            ]
+            rows.append(
+                AuditRow(
+                    "layer",
+                    f"{label}: {op.name}{number}",
+                    *map(max, zip(*differences, strict=True)),
+                )
+            )
+        return rows
+
+
+def _call_grads(function: Callable[..., Tensor], call: _Call) -> tuple[Tensor | None, ...]:
+    """``function``'s backward on the recorded call: ``∂C/∂(each argument that requires grad)``."""
+    args = [
+        a.detach().requires_grad_() if flag else a
+        for a, flag in zip(call.args, call.differentiable, strict=True)
+    ]
+    wrt = [a for a, flag in zip(args, call.differentiable, strict=True) if flag]
+    return torch.autograd.grad(function(*args), wrt, call.delta, allow_unused=True)
+
+
+def _float64_copy(module: Any) -> Any:
+    """A float64 deep copy of a module; a loss given as a function, as it is."""
+    if not isinstance(module, torch.nn.Module):
+        return module
     return copy.deepcopy(module).to(torch.float64)
 
 
@@ -189,13 +343,15 @@ def _to_float64(tensor: Tensor) -> Tensor:
     return tensor.to(torch.float64) if tensor.is_floating_point() else tensor
 
 
-def _torch_twin(module: torch.nn.Module) -> torch.nn.Module:
+def _torch_twin(module: Any) -> Any:
     """A copy of ``module`` with each gdtorch layer's class swapped back to its torch twin.
 
     gdtorch layers subclass their twins and only override ``forward``, so the swap is exact. An
     in-place twin (``ReLU(inplace=True)``) is made out-of-place: the value and gradient are the
     same, and the recorded inputs stay intact.
     """
+    if not isinstance(module, torch.nn.Module):
+        return module
     twin = copy.deepcopy(module)
     for submodule in twin.modules():
         torch_class = TORCH_TWINS.get(type(submodule))
@@ -207,11 +363,12 @@ def _torch_twin(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _gdtorch_layers(
-    model: torch.nn.Module, loss_fn: torch.nn.Module, *, twins: bool = False
+    model: torch.nn.Module, loss_fn: Any, *, twins: bool = False
 ) -> Iterator[tuple[str, torch.nn.Module]]:
     """``(name, layer)`` for each gdtorch layer (or, with ``twins``, each swapped-back twin)."""
     classes = set(TORCH_TWINS.values()) if twins else set(TORCH_TWINS)
-    for root, prefix in ((model, ""), (loss_fn, "loss")):
+    roots = [(model, ""), (loss_fn, "loss")]
+    for root, prefix in roots if isinstance(loss_fn, torch.nn.Module) else roots[:1]:
         for name, module in root.named_modules(prefix=prefix):
             if type(module) in classes:
                 yield name or "model", module
@@ -238,7 +395,7 @@ def _detached(value: Any) -> Any:
 
 
 def _parameter_grads(
-    model: torch.nn.Module, loss_fn: torch.nn.Module, inputs: Tensor, targets: Tensor
+    model: torch.nn.Module, loss_fn: Callable[..., Tensor], inputs: Tensor, targets: Tensor
 ) -> dict[str, Tensor | None]:
     """``∂C/∂θ`` for each trainable parameter, with ``x`` requiring a gradient too."""
     x = _to_float64(inputs)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+import torchvision
 
+import gdtorch
 from gdtorch import autograd as GA
 from gdtorch import nn as gnn
 from gdtorch.gradient_audit import AuditReport, AuditRow, audit
@@ -164,3 +167,130 @@ def test_report_maxima_worst_row_and_tolerance():
 def test_non_scalar_loss_is_refused():
     with pytest.raises(ValueError, match=r"loss_fn must return a scalar cost C.*\(8, 1\)"):
         audit(gnn.Linear(6, 1), gnn.MSELoss(reduction="none"), *_batch())
+
+
+# --------------------------------------------------------------------------- under handwritten()
+
+
+class _FunctionalNet(torch.nn.Module):
+    """Functional calls only: ``convert`` finds nothing here, ``handwritten()`` takes them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = torch.nn.Parameter(torch.randn(5, 6) / 2)
+        self.b1 = torch.nn.Parameter(torch.randn(5) / 2)
+        self.w2 = torch.nn.Parameter(torch.randn(4, 5) / 2)
+        self.w3 = torch.nn.Parameter(torch.randn(1, 4) / 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(F.linear(x, self.w1, self.b1))
+        h = F.relu(F.linear(h, self.w2))
+        return torch.sigmoid(F.linear(h, self.w3))
+
+
+FUNCTIONAL_ROWS = [
+    "model (_FunctionalNet): linear #1",
+    "model (_FunctionalNet): tanh",
+    "model (_FunctionalNet): linear #2",
+    "model (_FunctionalNet): relu",
+    "model (_FunctionalNet): linear #3",
+    "model (_FunctionalNet): sigmoid",
+]
+
+
+def test_functional_model_under_handwritten_has_a_row_per_call():
+    model = _FunctionalNet()
+    report = audit(model, F.binary_cross_entropy, *_batch(), handwritten=True)
+    assert report.max_abs_diff <= 1e-10 and report.max_rel_diff <= 1e-10
+    assert [row.name for row in report.rows if row.kind == "parameter"] == ["w1", "b1", "w2", "w3"]
+    layers = [row.name for row in report.rows if row.kind == "layer"]
+    assert layers == [*FUNCTIONAL_ROWS, "loss: binary_cross_entropy"]
+    without = audit(model, F.binary_cross_entropy, *_batch())  # handwritten=False: torch's own
+    assert [row.kind for row in without.rows] == ["parameter"] * 4
+
+
+def test_audit_inside_handwritten_audits_the_calls_and_counts_nothing_there():
+    model, loss = torchvision.ops.MLP(6, [5, 1], dropout=0.3), torch.nn.BCEWithLogitsLoss()
+    with gdtorch.handwritten() as hw:
+        report = audit(model, loss, *_batch())
+        assert hw.report().rows == ()  # the audit's own passes are not the user's calls
+        assert type(F.relu(torch.randn(2, requires_grad=True)).grad_fn).__name__ == (
+            "ReLUFunctionBackward"  # the context is on again after the audit
+        )
+    assert report.max_abs_diff <= 1e-10 and report.max_rel_diff <= 1e-10
+    assert [row.name for row in report.rows if row.kind == "layer"] == [
+        "0 (Linear): linear",
+        "1 (ReLU): relu",
+        "3 (Linear): linear",
+        "loss (BCEWithLogitsLoss): binary_cross_entropy_with_logits",
+    ]
+    assert hw.report()["relu"].handwritten == 1
+
+
+def test_converted_layers_keep_their_rows_and_functional_calls_get_theirs():
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU())
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(self.body(x)).sum(dim=1, keepdim=True)
+
+    model = gnn.convert(Head())
+    report = audit(model, torch.nn.MSELoss(), *_batch(), handwritten=True)
+    assert report.max_abs_diff <= 1e-10 and report.max_rel_diff <= 1e-10
+    assert [row.name for row in report.rows if row.kind == "layer"] == [
+        "body.0 (Linear)",
+        "body.1 (ReLU)",
+        "model (Head): tanh",
+        "loss (MSELoss): mse_loss",
+    ]
+
+
+def test_broken_backward_of_a_functional_call_is_caught_and_localised(monkeypatch):
+    def doubled(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        return 2 * grad_output * output * (1 - output)
+
+    torch.manual_seed(0)
+    model = _FunctionalNet()
+    inputs, targets = _batch()
+    monkeypatch.setattr(GA.SigmoidFunction, "backward", staticmethod(doubled))
+    report = audit(model, F.binary_cross_entropy, inputs, targets, handwritten=True)
+
+    # Independent reference: the same network in plain torch, float64, keeping ∂C/∂z at the
+    # sigmoid's input z; doubling σ' makes the sigmoid row differ by exactly that gradient.
+    params = {name: p.detach().double().requires_grad_() for name, p in model.named_parameters()}
+    h = torch.tanh(F.linear(inputs.double(), params["w1"], params["b1"]))
+    z = F.linear(F.relu(F.linear(h, params["w2"])), params["w3"])
+    z.retain_grad()
+    F.binary_cross_entropy(torch.sigmoid(z), targets.double()).backward()
+
+    worst = report.worst("layer")
+    assert worst.name == "model (_FunctionalNet): sigmoid"
+    assert worst.max_abs_diff == pytest.approx(z.grad.abs().max().item(), rel=1e-12)
+    assert worst.max_rel_diff == pytest.approx(1.0, rel=1e-12)
+    healthy = [row for row in report.rows if row.kind == "layer" and row is not worst]
+    assert len(healthy) == 6 and all(row.max_abs_diff <= 1e-12 for row in healthy)
+    assert {row.name for row in report.rows if row.exceeds(1e-6)} == {
+        "w1",
+        "b1",
+        "w2",
+        "w3",
+        "model (_FunctionalNet): sigmoid",
+    }
+
+
+@pytest.mark.slow  # a few seconds
+def test_resnet18_under_handwritten_matches_autograd():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=1)
+    inputs, targets = torch.randn(2, 3, 32, 32), torch.rand(2, 1)
+    report = audit(model, torch.nn.BCEWithLogitsLoss(), inputs, targets, handwritten=True)
+    assert report.max_abs_diff <= 1e-10 and report.max_rel_diff <= 1e-10
+    assert len([row for row in report.rows if row.kind == "parameter"]) == 62
+    # its ReLUs are in place: they fall through to torch and have no hand-written backward
+    assert [row.name for row in report.rows if row.kind == "layer"] == [
+        "fc (Linear): linear",
+        "loss (BCEWithLogitsLoss): binary_cross_entropy_with_logits",
+    ]

@@ -57,6 +57,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -
         assert text in message, message
 
 
+@pytest.mark.slow
 def test_a_run_writes_outputs_where_it_is_called_and_logs_to_its_log_file(tmp_path):
     result = train(tmp_path, *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -68,6 +69,7 @@ def test_a_run_writes_outputs_where_it_is_called_and_logs_to_its_log_file(tmp_pa
     assert not (ROOT / "outputs" / run_dir.relative_to(tmp_path / "outputs")).exists()
 
 
+@pytest.mark.slow
 def test_a_relative_data_root_is_the_callers_folder(tmp_path):
     for label in ("cat", "dog"):
         folder = tmp_path / "photos" / label
@@ -91,17 +93,20 @@ def test_a_relative_data_root_is_the_callers_folder(tmp_path):
     ],
     ids=["data-root", "value", "checkpoint", "no-epochs", "diverged"],
 )
+@pytest.mark.slow
 def test_a_user_error_is_one_clear_line_and_exit_status_1(tmp_path, overrides, expected):
     assert_one_line_error(train(tmp_path, *TINY, *overrides), *expected)
     assert not list(tmp_path.glob("outputs/*/*/checkpoints/*.ckpt"))
 
 
+@pytest.mark.slow
 def test_a_file_that_is_not_a_checkpoint_is_refused_in_one_line(tmp_path):
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     result = train(tmp_path, *TINY, "ckpt_path=notes.ckpt")
     assert_one_line_error(result, "CheckpointError", "cannot read checkpoint notes.ckpt")
 
 
+@pytest.mark.slow
 def test_hydra_full_error_shows_the_traceback(tmp_path):
     result = train(tmp_path, *TINY, "data.n_val=0", full_error=True)
     assert result.returncode == 1 and "Traceback" in result.stderr
@@ -214,6 +219,7 @@ def _last_val_acc(job: Path) -> float:
         return [float(r["val/acc"]) for r in csv.DictReader(file) if r["val/acc"]][-1]
 
 
+@pytest.mark.slow
 def test_an_optuna_sweep_tunes_on_val_acc_and_reports_the_best_trial(tmp_path):
     result, trials, best = sweep(tmp_path, "hydra.sweeper.n_trials=3", "logger=csv")
     assert len(trials) == 3 and "Best value:" in result.stdout
@@ -238,6 +244,7 @@ def test_an_optuna_sweep_tunes_on_val_acc_and_reports_the_best_trial(tmp_path):
     ), (best, [t.overrides for t in winners])
 
 
+@pytest.mark.slow
 def test_a_trial_that_diverges_does_not_end_the_sweep(tmp_path):
     # η = 1e6 diverges (NonFiniteLossError), η = 1e-3 trains. The sampler's seed 0 draws 1e6
     # first, then 1e-3: a trial after the diverged one still runs.

@@ -6,6 +6,7 @@ import time
 from typing import ClassVar
 
 import lightning as L
+import pytest
 import torch
 
 from gdtorch.data import Updates
@@ -33,6 +34,7 @@ class OverfitHistory(L.Callback):
         self.updates[-1] = trainer.global_step - self.updates[-1]  # the epoch's updates
 
 
+@pytest.mark.slow
 def test_overfit_trains_on_the_same_batches_until_the_loss_is_near_zero(tmp_path):
     history = f"+callbacks.history._target_={__name__}.OverfitHistory"
     small = ["data.n_val=64", "data.n_test=64"]  # leaves the training run as it is, but faster

@@ -35,6 +35,7 @@ def _printed(output: str, name: str) -> float:
     return float(value)
 
 
+@pytest.mark.slow
 def test_eval_tests_a_checkpoint_on_the_data_it_names(trained, tmp_path):
     result = _eval(
         f"ckpt_path={trained.checkpoint}", "data=folder", f"data.root={trained.root}", cwd=tmp_path
@@ -49,6 +50,7 @@ def test_eval_tests_a_checkpoint_on_the_data_it_names(trained, tmp_path):
     assert list((runs[0] / "tensorboard").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_a_model_trained_on_synthetic_cats_is_tested_on_photos(trained, tmp_path):
     cfg = compose_train(tmp_path / "synthetic", *TINY)
     run(cfg)
@@ -72,6 +74,7 @@ def test_a_model_trained_on_synthetic_cats_is_tested_on_photos(trained, tmp_path
         ([], "gdtorch-eval: error: ValueError: gdtorch-eval needs ckpt_path=<a .ckpt file"),
     ],
 )
+@pytest.mark.slow
 def test_eval_errors_are_one_line(tmp_path, overrides, message):
     result = _eval(*overrides, cwd=tmp_path)
     assert result.returncode == 1

@@ -50,6 +50,7 @@ def test_a_checkpoint_alone_is_the_classifier_the_run_tested(trained):
     assert len(trained.data.test_set) == 30  # all of test/
 
 
+@pytest.mark.slow
 def test_predict_prints_each_image_and_its_csv_gives_the_runs_test_accuracy(trained, tmp_path):
     result = _predict(
         str(trained.checkpoint), str(trained.root / "test"), "--csv", "p.csv", cwd=tmp_path
@@ -73,6 +74,7 @@ def test_predict_prints_each_image_and_its_csv_gives_the_runs_test_accuracy(trai
     assert [float(p) for _, p, _ in lines] == pytest.approx(expected, abs=5e-5)
 
 
+@pytest.mark.slow
 def test_a_bad_file_is_named_on_one_line_and_the_others_still_run(trained, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
     good = image_files(trained.root / "test" / "cat")[:2]
@@ -92,6 +94,7 @@ def test_a_bad_file_is_named_on_one_line_and_the_others_still_run(trained, tmp_p
     assert errors[1] == "gdtorch-predict: error: missing.jpg: no such file or folder"
 
 
+@pytest.mark.slow
 def test_an_unusable_checkpoint_is_one_line(tmp_path):
     (tmp_path / "x.png").write_bytes(b"")
     result = _predict("nothing.ckpt", "x.png", cwd=tmp_path)

@@ -100,6 +100,7 @@ def user_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", USE_COMMANDS)
 def test_every_use_command_in_the_readme_runs_as_written(command, user_folder):
     command = command.replace(RUN_DIR, (user_folder / "run_dir.txt").read_text())
@@ -138,6 +139,7 @@ def test_every_train_command_in_the_readme_runs_as_written(command, tmp_path):
         assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("snippet", PYTHON_SNIPPETS, ids=lambda s: s.splitlines()[0][:40])
 def test_every_python_snippet_in_the_readme_runs(snippet, tmp_path, request):
     # a snippet that uses a trained run runs in the user's folder that has one

@@ -103,6 +103,7 @@ def test_logger_many_writes_the_same_values_to_tensorboard_and_csv(tmp_path, cap
     assert "TensorBoard logs:" in caplog.text and "CSV logs:" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_resumed_csv_run_keeps_the_first_rows_and_writes_the_next_version(tmp_path):
     run(compose_train(tmp_path, *LOGGED, "logger=csv", "trainer.max_epochs=1"))
     first = (tmp_path / "csv" / "version_0" / "metrics.csv").read_text()
@@ -114,6 +115,7 @@ def test_a_resumed_csv_run_keeps_the_first_rows_and_writes_the_next_version(tmp_
     assert [step for step, _ in _csv_curve(rows, "val/acc")] == [7]
 
 
+@pytest.mark.slow
 def test_build_loggers_makes_one_logger_per_named_entry(tmp_path):
     many = build_loggers(compose_train(tmp_path, "logger=many"))
     assert [type(logger) for logger in many] == [TensorBoardLogger, CSVLogger]
@@ -229,6 +231,7 @@ def test_debug_and_experiment_configs(tmp_path):
     assert tutorial.output_activation == "sigmoid" and tutorial.scheduler is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["batch", "minibatch", "stochastic"])
 def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
     cfg = compose_train(tmp_path, f"data.mode={mode}")
@@ -278,6 +281,7 @@ def test_resuming_continues_in_the_checkpoints_run_folder(tmp_path, monkeypatch)
     assert resumed_hydra_subdir(None, ".hydra/resumed-x", RunMode.RUN) == ".hydra"
 
 
+@pytest.mark.slow
 def test_fast_dev_run_through_the_command_line(tmp_path):
     result = subprocess.run(
         [
@@ -298,6 +302,7 @@ def test_fast_dev_run_through_the_command_line(tmp_path):
     assert "TensorBoard logs: None" not in result.stdout and "--logdir" not in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("callbacks", ["audit", "landscape"])
 def test_audit_and_landscape_callbacks_run_from_the_config(tmp_path, callbacks):
     overrides = [*TINY, f"callbacks={callbacks}", "trainer.max_epochs=1"]
@@ -321,6 +326,7 @@ class TrainLossHistory(L.Callback):
         self.losses.append(float(trainer.callback_metrics["train/loss"]))
 
 
+@pytest.mark.slow
 def test_a_short_run_lowers_the_training_loss_and_beats_chance(tmp_path):
     overrides = ["data.n_train=1024", "data.n_val=256", "data.n_test=256", "data.image_size=32"]
     history = f"+callbacks.history._target_={__name__}.TrainLossHistory"
@@ -335,11 +341,13 @@ def test_a_short_run_lowers_the_training_loss_and_beats_chance(tmp_path):
     assert metrics["val/acc"] > 0.6 and metrics["test/acc"] > 0.6
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains(tmp_path):
     metrics = run(compose_train(tmp_path, *TINY, "trainer.precision=bf16-mixed"))
     assert 0.0 <= metrics["test/acc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_help_and_a_two_job_multirun_through_the_command_line(tmp_path):
     script = str(ROOT / "scripts" / "train.py")
     help_text = subprocess.run(

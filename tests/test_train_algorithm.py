@@ -58,6 +58,7 @@ def _plain_gradient_descent(cfg, initial: dict[str, torch.Tensor], seed: int) ->
     return net.state_dict()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["stochastic", "minibatch", "batch"])
 @pytest.mark.parametrize("updates_per_batch", [None, 3])
 def test_a_run_is_exactly_the_plain_gradient_descent_of_its_mode(tmp_path, mode, updates_per_batch):

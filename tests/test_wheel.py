@@ -48,6 +48,7 @@ def installed(tmp_path_factory) -> Installed:
     return Installed(tmp / "site", env, tmp / "elsewhere")
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_configs_and_is_what_runs(installed):
     code = "import gdtorch.config as c, gdtorch; print(gdtorch.__file__); print(c.CONFIG_DIR)"
     result = subprocess.run(
@@ -67,6 +68,7 @@ def test_the_wheel_holds_the_configs_and_is_what_runs(installed):
     assert shipped == source
 
 
+@pytest.mark.slow
 def test_train_eval_and_predict_run_from_outside_the_repository(installed):
     train = installed.run("gdtorch-train", *TINY, "hydra.run.dir=run")
     assert train.returncode == 0, train.stderr

@@ -40,6 +40,7 @@ def test_vmap_of_grad_gives_per_sample_gradients(make_tensor):
         torch.testing.assert_close(per_sample[i], expected)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fused", [True, False], ids=["MLPFunction", "layer-by-layer"])
 def test_compile_fullgraph_matches_eager(fused):
     torch.manual_seed(0)
@@ -63,6 +64,7 @@ def test_compile_fullgraph_matches_eager(fused):
         torch.testing.assert_close(p.grad, g)
 
 
+@pytest.mark.slow
 def test_compiled_relu_passes_a_nan_pre_activations_gradient_like_torch():
     # issue 16: ReLU's slope at a NaN is 1 in torch (its backward zeroes δ where a ≤ 0, and
     # NaN ≤ 0 is false). One compiled function runs both the fused node and the per-layer

@@ -202,6 +202,7 @@ def test_histograms_and_predictions_every_n_epochs_and_at_the_last(
     assert set(epochs) <= set(_steps(events, "val/loss"))  # the same step axis
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("max_epochs", [5, 12, 40])
 def test_by_default_histograms_and_predictions_come_three_times_a_run(tmp_path, max_epochs):
     _, events = _fit(
@@ -245,6 +246,7 @@ def test_a_nan_gradient_is_left_to_the_non_finite_guard(tmp_path, batch_size):
     ],
     ids=["batch", "minibatch"],
 )
+@pytest.mark.slow
 def test_a_diverging_run_ends_in_the_guard_not_in_a_histogram(tmp_path, overrides, error):
     cfg = compose_train(tmp_path, *TINY, "model=logistic", "trainer.max_epochs=3", *overrides)
     if error is None:

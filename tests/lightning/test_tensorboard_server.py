@@ -73,6 +73,7 @@ def _wait_for_tags(base: str, wanted: set[str]) -> dict:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", ["default", "--load_fast=false"])
 def test_tensorboard_server_shows_every_curve_at_its_logged_steps(logged_run, tmp_path, loader):
     logdir, cfg = logged_run

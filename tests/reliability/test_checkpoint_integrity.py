@@ -241,6 +241,7 @@ def _command(name: str, checkpoint: Path, tmp_path: Path) -> list[str]:
     return [python(), script, f"ckpt_path={checkpoint}", *RUN, "trainer.max_epochs=3"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["eval", "predict", "train"])
 def test_every_command_refuses_a_corrupted_checkpoint_in_one_line(checkpoint, tmp_path, name):
     flip_in_tensor_data(checkpoint, seed=2)

@@ -161,6 +161,7 @@ def test_every_torch_load_of_the_python_api_passes_weights_only_true(
     assert calls == [True, True, True]
 
 
+@pytest.mark.slow
 def test_an_http_url_is_read_as_data_only(malicious, owned, served, force_env, tmp_path):
     url = f"{served}/{malicious.name}"
     with pytest.raises(CheckpointError) as refused:
@@ -236,6 +237,7 @@ FORCED = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         pytest.param(FORCED, id="TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1"),
     ],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["eval", "predict", "train"])
 def test_every_command_refuses_the_file_in_one_line(malicious, owned, tmp_path, env, name):
     result = run_command(name, str(malicious), tmp_path, env)
@@ -243,11 +245,13 @@ def test_every_command_refuses_the_file_in_one_line(malicious, owned, tmp_path, 
     assert not list(tmp_path.rglob("*/checkpoints/*.ckpt"))  # nothing trained
 
 
+@pytest.mark.slow
 def test_a_command_refuses_a_url_too(malicious, owned, served, tmp_path):
     url = f"{served}/{malicious.name}"
     assert_one_line_refusal(run_command("predict", url, tmp_path, FORCED), "predict", url, owned)
 
 
+@pytest.mark.slow
 def test_the_full_traceback_gives_no_advice_to_unpickle_either(malicious, owned, tmp_path):
     result = run_command("train", str(malicious), tmp_path, {**FORCED, "HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1 and "CheckpointError" in result.stderr

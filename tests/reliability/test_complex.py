@@ -57,6 +57,7 @@ def test_sigmoid_and_tanh_gradients_are_wirtinger_gradients(fn):
     assert gradgradcheck(fn, (_complex(3, 4),))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activations", [("tanh", "sigmoid", None), ("sigmoid", "tanh", "tanh")])
 def test_fused_mlp_gradients_are_wirtinger_gradients(activations):
     widths = [4, 3, 2, 1]

@@ -71,6 +71,7 @@ def test_the_issues_photo_folder_is_refused_before_training(issue_photos, tmp_pa
     assert not list((tmp_path / "run").rglob("*.ckpt"))
 
 
+@pytest.mark.slow
 def test_the_cli_exits_1_with_the_one_line_message(issue_photos, tmp_path):
     result = subprocess.run(
         [

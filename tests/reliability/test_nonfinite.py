@@ -62,6 +62,7 @@ def test_guard_is_in_the_default_callbacks_and_checkpoints_do_not_save_on_except
     [[], ["callbacks.checkpoint.monitor=null"]],
     ids=["best-by-val-loss", "every-epoch"],  # every-epoch: without the guard, NaN weights saved
 )
+@pytest.mark.slow
 def test_absurd_learning_rate_stops_the_run_and_leaves_the_last_checkpoint_intact(
     tmp_path, checkpointing
 ):

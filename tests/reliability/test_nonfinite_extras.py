@@ -146,6 +146,7 @@ def _csv_rows(tmp_path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(file))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_an_absurd_learning_rate_ends_in_the_guard_in_every_mode(tmp_path, mode):
     """The issue's reproducer, ``optimizer.lr=1e6``, on a network whose loss overflows."""
@@ -154,6 +155,7 @@ def test_an_absurd_learning_rate_ends_in_the_guard_in_every_mode(tmp_path, mode)
     _checkpoints_are_good(tmp_path, last_epoch=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_an_absurd_learning_rate_on_the_default_network_never_ends_in_a_callback_error(
     tmp_path, mode
@@ -171,6 +173,7 @@ def test_an_absurd_learning_rate_on_the_default_network_never_ends_in_a_callback
     _checkpoints_are_good(tmp_path, last_epoch=None)
 
 
+@pytest.mark.slow
 def test_the_default_network_at_an_absurd_learning_rate_in_batch_mode_is_stopped(tmp_path):
     """Without the guard's validation check this run finished "successfully", val/loss NaN,
     with a checkpoint of a network whose every prediction is NaN."""
@@ -179,6 +182,7 @@ def test_the_default_network_at_an_absurd_learning_rate_in_batch_mode_is_stopped
     _checkpoints_are_good(tmp_path, last_epoch=None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_a_nan_on_the_last_batch_of_an_epoch_ends_in_the_guard(tmp_path, mode):
     message = _ends_in_the_guard(tmp_path, f"data.mode={mode}", *_poison("nan_last_batch"))

@@ -80,6 +80,7 @@ def _compare(ours_fn, theirs_fn, inputs: list[torch.Tensor], differentiable: lis
         torch.testing.assert_close(grad, reference, equal_nan=True, msg=f"gradient {i}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("ours", "theirs"), [(GF.l1_loss, F.l1_loss), (GF.mse_loss, F.mse_loss)])
 @SETTINGS
 @given(shape=shapes, dtype=dtypes, reduction=reductions, weighted=st.booleans(), seed=seeds)
@@ -95,6 +96,7 @@ def test_mae_and_mse_match_torch(ours, theirs, shape, dtype, reduction, weighted
     _compare(call(ours), call(theirs), [input, target, weight], differentiable, seed)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data(), shape=shapes, dtype=dtypes, reduction=reductions, seed=seeds)
 def test_binary_cross_entropy_matches_torch(data, shape, dtype, reduction, seed):
@@ -117,6 +119,7 @@ def test_binary_cross_entropy_matches_torch(data, shape, dtype, reduction, seed)
     _compare(call(ours), call(theirs), [input, target, weight], [0, 1], seed)
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(data=st.data(), shape=shapes, dtype=dtypes, reduction=reductions, seed=seeds)
 def test_binary_cross_entropy_with_logits_matches_torch(data, shape, dtype, reduction, seed):

@@ -64,6 +64,7 @@ def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     ],
     ids=["max-epochs", "lr", "logger-null", "step-size", "seed", "data-seed"],
 )
+@pytest.mark.slow
 def test_a_bad_setting_is_one_line_naming_it_before_any_training(tmp_path, overrides, message):
     result = _train(tmp_path, *overrides)
     assert result.returncode == 1, result.stderr[-3000:]
@@ -75,6 +76,7 @@ def test_a_bad_setting_is_one_line_naming_it_before_any_training(tmp_path, overr
     assert not (tmp_path / "run" / "tensorboard").exists()
 
 
+@pytest.mark.slow
 def test_every_checked_setting_names_its_value_and_what_is_allowed(tmp_path):
     """Each setting of ``SETTINGS`` refused with a value of the wrong type, in process."""
     groups = {"scheduler.step_size": "scheduler=step", "scheduler.gamma": "scheduler=step"}

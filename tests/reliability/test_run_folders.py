@@ -58,6 +58,7 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_two_runs_started_at_once_get_a_folder_each(tmp_path):
     processes = [_start(tmp_path), _start(tmp_path)]  # the default outputs/<date>/<time>
     for code, _, err in map(_finish, processes):
@@ -73,6 +74,7 @@ def test_two_runs_started_at_once_get_a_folder_each(tmp_path):
         assert len(list((folder / "tensorboard").glob("events.out.tfevents.*"))) >= 1
 
 
+@pytest.mark.slow
 def test_the_new_folder_of_a_second_process_asking_for_the_same_path_is_another(tmp_path):
     ask = [python(), "-c", "from gdtorch.config import new_folder; print(new_folder('runs/a'))"]
     answers = [
@@ -91,6 +93,7 @@ def test_a_process_gets_the_same_new_folder_each_time_it_asks(tmp_path, monkeypa
     assert not (tmp_path / "runs" / "b-3").exists()
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_finished_runs_folder_is_refused_and_changes_nothing(tmp_path):
     folder = tmp_path / "first"
     code, _, err = _finish(_start(tmp_path, f"hydra.run.dir={folder}"))
@@ -162,6 +165,7 @@ def test_a_folder_left_by_a_run_that_ended_before_its_first_checkpoint_may_be_us
     release_run_folder(tmp_path)
 
 
+@pytest.mark.slow
 def test_run_refuses_an_output_dir_that_holds_a_run_unless_it_resumes_it(tmp_path):
     overrides = [*LOGGED, "data.mode=batch", "trainer.check_val_every_n_epoch=1", "logger=csv"]
     run(compose_train(tmp_path, *overrides, "trainer.max_epochs=1"))

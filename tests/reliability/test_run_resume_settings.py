@@ -127,6 +127,7 @@ def _assert_same_training_state(actual: Path, expected: Path) -> None:
     ],
     ids=["lr", "gd-to-momentum", "step-size", "lr-under-a-schedule"],
 )
+@pytest.mark.slow
 def test_a_resumed_run_uses_its_configured_settings_and_logs_the_change(
     tmp_path, caplog, first, resumed, group, scheduler, logged
 ):
@@ -146,6 +147,7 @@ def test_a_resumed_run_uses_its_configured_settings_and_logs_the_change(
     _assert_same_training_state(last, tmp_path / "reference" / "checkpoints" / "last.ckpt")
 
 
+@pytest.mark.slow
 def test_an_unchanged_resume_logs_no_change(tmp_path, caplog):
     overrides = [*SHORT, "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5"]
     run(compose_train(tmp_path, *overrides, "trainer.max_epochs=2"))
@@ -172,6 +174,7 @@ def test_an_unchanged_resume_logs_no_change(tmp_path, caplog):
     ],
     ids=["optimizer", "scheduler"],
 )
+@pytest.mark.slow
 def test_another_optimizer_or_scheduler_class_is_refused_before_training(
     tmp_path, overrides, message
 ):
@@ -183,6 +186,7 @@ def test_another_optimizer_or_scheduler_class_is_refused_before_training(
     assert not (tmp_path / "other" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_the_readmes_advice_after_a_nan_stop_works_as_written(tmp_path, caplog):
     """README: "`last.ckpt` is therefore the last good state: resume from it with a smaller
     learning rate." Linear regression on pixels at η = 0.1 overflows in epoch 3."""

@@ -105,6 +105,7 @@ def _signal_at(signum: int, step: int, in_weakref_callback: bool = False) -> lis
     [(signal.SIGINT, 130, False), (signal.SIGINT, 130, True), (signal.SIGTERM, 143, False)],
     ids=["sigint", "sigint-in-a-weakref-callback", "sigterm"],
 )
+@pytest.mark.slow
 def test_a_signal_stops_run_at_the_next_batch_with_a_whole_last_checkpoint(
     tmp_path, signum, status, in_weakref_callback
 ):

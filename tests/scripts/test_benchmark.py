@@ -77,6 +77,7 @@ def _rows(report: dict, kind: str, device: str = "cpu") -> list[dict]:
     return [row for row in report["rows"] if row["kind"] == kind and row["device"] == device]
 
 
+@pytest.mark.slow
 def test_every_row_has_the_fields_and_a_ratio_unless_skipped(quick_run):
     report, _ = quick_run
     for row in report["rows"]:
@@ -96,6 +97,7 @@ def test_every_row_has_the_fields_and_a_ratio_unless_skipped(quick_run):
             assert row["meets_target"] is (row["ratio"] <= row["target"]), row
 
 
+@pytest.mark.slow
 def test_eager_training_step_at_every_shape_and_without_validation_at_batch_1(quick_run):
     report, _ = quick_run
     assert {row["name"] for row in _rows(report, "train_step_eager")} == set(SHAPES)
@@ -103,6 +105,7 @@ def test_eager_training_step_at_every_shape_and_without_validation_at_batch_1(qu
     assert no_validation["name"] == "[64, 32, 1] × 1"
 
 
+@pytest.mark.slow
 def test_split_rows_time_each_gdtorch_part_in_a_native_step(quick_run):
     report, _ = quick_run
     split = _rows(report, "train_step_eager_split")
@@ -114,6 +117,7 @@ def test_split_rows_time_each_gdtorch_part_in_a_native_step(quick_run):
     assert all(row["target"] is None and row["ratio"] > 0 for row in split)
 
 
+@pytest.mark.slow
 def test_compiled_training_step_and_memory_rows(quick_run):
     report, _ = quick_run
     compiled = _rows(report, "train_step_compiled")
@@ -123,6 +127,7 @@ def test_compiled_training_step_and_memory_rows(quick_run):
     assert all(row["unit"] == "bytes" and row["target"] == 1.0 for row in memory)
 
 
+@pytest.mark.slow
 def test_optimizer_step_in_four_variants(quick_run):
     report, _ = quick_run
     names = {row["name"] for row in _rows(report, "optimizer_step")}
@@ -133,6 +138,7 @@ def test_optimizer_step_in_four_variants(quick_run):
     }
 
 
+@pytest.mark.slow
 def test_an_epoch_in_each_gradient_descent_mode(quick_run):
     report, _ = quick_run
     modes = {row["name"].split(",")[0] for row in _rows(report, "epoch")}
@@ -142,6 +148,7 @@ def test_an_epoch_in_each_gradient_descent_mode(quick_run):
             assert row["details"]["gdtorch_per_sample_s"] > 0
 
 
+@pytest.mark.slow
 def test_a_run_in_each_mode_against_a_plain_loop_of_the_same_updates(quick_run):
     report, _ = quick_run
     runs = {row["name"].split(":")[0]: row for row in _rows(report, "run")}
@@ -169,6 +176,7 @@ def test_a_run_in_each_mode_against_a_plain_loop_of_the_same_updates(quick_run):
         assert row["target"] == pytest.approx(1 / 0.95)
 
 
+@pytest.mark.slow
 def test_process_start_up_rows_against_importing_torch(quick_run):
     report, _ = quick_run
     rows = {row["name"]: row for row in _rows(report, "process")}
@@ -192,6 +200,7 @@ def test_process_start_up_rows_against_importing_torch(quick_run):
     assert first_step["gdtorch_median"] > first_step["native_median"]
 
 
+@pytest.mark.slow
 def test_cuda_rows_are_measured_or_skipped(quick_run):
     report, _ = quick_run
     for kind in CUDA_KINDS:
@@ -201,6 +210,7 @@ def test_cuda_rows_are_measured_or_skipped(quick_run):
             assert rows[0]["skipped"] == "CUDA not available"
 
 
+@pytest.mark.slow
 def test_machine_is_recorded_and_the_table_has_a_line_per_row(quick_run):
     report, table = quick_run
     assert {"date", "platform", "cpu", "cores", "torch", "threads"} <= report["machine"].keys()

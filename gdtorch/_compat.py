@@ -71,12 +71,14 @@ def group_by_device_and_dtype(
 def has_hooks(modules: Sequence[torch.nn.Module]) -> bool:
     """Whether a forward or backward hook could see any of ``modules`` run: one registered on
     it, or a global one (``torch.nn.modules.module.register_module_forward_hook`` and kin)."""
-    return bool(_module._has_any_global_hook()) or any(
-        bool(
+    if _module._has_any_global_hook():
+        return True
+    for module in modules:
+        if (
             module._forward_hooks
             or module._forward_pre_hooks
             or module._backward_hooks
             or module._backward_pre_hooks
-        )
-        for module in modules
-    )
+        ):
+            return True
+    return False

@@ -321,12 +321,14 @@ def _checking_values(*tensors: Tensor) -> bool:
     grad), where data-dependent Python control flow cannot run, and for meta tensors, which
     have shapes and dtypes but no values (torch's losses compute their meta result then too).
     """
-    return (
-        validation_enabled()
-        and not torch.compiler.is_compiling()
-        and not _compat.functorch_transforms_active()
-        and not any(tensor.is_meta for tensor in tensors)
-    )
+    if not validation_enabled() or torch.compiler.is_compiling():
+        return False
+    if _compat.functorch_transforms_active():
+        return False
+    for tensor in tensors:
+        if tensor.is_meta:
+            return False
+    return True
 
 
 def _refuse_complex_relu(name: str, input: Tensor) -> None:

@@ -15,6 +15,7 @@ checked before it is used.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -90,6 +91,15 @@ def _invalid_option(
         if not math.isfinite(value):
             return name, f"{_WORDING[name]}: {float(value)} ({allowed})"
     return None
+
+
+_checked_options = operator.itemgetter(*_CHECKED_OPTIONS)  # a group's checked options, in order
+_NUMBERS = frozenset((float, int, bool))
+
+
+def _all_numbers(values: tuple) -> bool:
+    """Whether every value is a Python number, which stands for itself as a marker."""
+    return _NUMBERS.issuperset(map(type, values))
 
 
 def _unchanged_marker(value: Any) -> Any:
@@ -234,8 +244,8 @@ class GradientDescent(Optimizer):
         """
         checked = self._checked_options
         for index, group in enumerate(self.param_groups):
-            values = tuple(group[name] for name in _CHECKED_OPTIONS)
-            markers = tuple(_unchanged_marker(value) for value in values)
+            values = _checked_options(group)
+            markers = values if _all_numbers(values) else tuple(map(_unchanged_marker, values))
             if index < len(checked) and checked[index][0] == markers:
                 continue
             problem = _invalid_option(*values)

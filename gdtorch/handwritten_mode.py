@@ -121,70 +121,75 @@ def _bind(args: tuple, kwargs: Mapping[str, Any], signature: tuple) -> tuple | N
     return tuple(bound) if used == len(kwargs) else None
 
 
-def _plain(tensor: Tensor) -> bool:
-    """A dense tensor: neither sparse nor nested."""
-    return tensor.layout is _STRIDED and not tensor.is_nested
-
-
-def _optional_tensor(value: Any) -> bool:
-    return value is None or isinstance(value, Tensor)
-
+# The checks run on every call of an op in the block: straight-line code, few calls. A
+# non-tensor where a tensor belongs shows as an AttributeError (a float has no .requires_grad).
 
 _LINEAR = (("input", _REQUIRED), ("weight", _REQUIRED), ("bias", None))
+_LINEAR_SHAPES = "shapes outside gdtorch's (N, in) x (out, in) + (out,)"
 
 
 def _check_linear(args: tuple, kwargs: Mapping[str, Any]) -> tuple | str | None:
-    bound = _bind(args, kwargs, _LINEAR)
+    bound = args if len(args) == 3 and not kwargs else _bind(args, kwargs, _LINEAR)
     if bound is None:
         return ARGUMENTS
     input, weight, bias = bound
-    if not (isinstance(input, Tensor) and isinstance(weight, Tensor) and _optional_tensor(bias)):
+    try:
+        if not (
+            input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+        ):
+            return None
+        dtype = input.dtype
+        if dtype not in _FLOATS_AND_COMPLEX:
+            return f"dtype {dtype}"
+        if weight.dtype is not dtype or (bias is not None and bias.dtype is not dtype):
+            if not (torch.is_autocast_enabled(input.device.type) and weight.dtype in _FLOATS):
+                return "dtypes differ (torch raises)"
+        if (
+            input.layout is not _STRIDED
+            or weight.layout is not _STRIDED
+            or input.is_nested
+            or (bias is not None and bias.layout is not _STRIDED)
+        ):
+            return LAYOUT
+        out_features, in_features = weight.shape  # ValueError unless 2-D
+        if input.ndim == 0 or input.shape[-1] != in_features:
+            return _LINEAR_SHAPES
+        if bias is not None and (bias.ndim != 1 or bias.shape[0] != out_features):
+            return _LINEAR_SHAPES
+    except AttributeError:
         return ARGUMENTS
-    if not (
-        input.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
-    ):
-        return None
-    dtype = input.dtype
-    if dtype not in _FLOATS_AND_COMPLEX:
-        return f"dtype {dtype}"
-    if weight.dtype != dtype or (bias is not None and bias.dtype != dtype):
-        if not (torch.is_autocast_enabled(input.device.type) and weight.dtype in _FLOATS):
-            return "dtypes differ (torch raises)"
-    if not (_plain(input) and _plain(weight) and (bias is None or _plain(bias))):
-        return LAYOUT
-    if not (
-        weight.dim() == 2
-        and input.dim() >= 1
-        and input.shape[-1] == weight.shape[1]
-        and (bias is None or bias.shape == weight.shape[:1])
-    ):
-        return "shapes outside gdtorch's (N, in) x (out, in) + (out,)"
+    except ValueError:
+        return _LINEAR_SHAPES
     return bound
 
 
-def _unary_checker(signature: tuple, dtypes: frozenset, in_place_only: bool = False):
-    """The check of an element-wise activation: ``input``, maybe ``inplace`` or ``out``."""
-
-    in_place_flag = len(signature) > 1 and signature[1][0] == "inplace"
+def _unary_checker(flag: str | None, dtypes: frozenset, in_place_only: bool = False):
+    """The check of an element-wise activation: ``input``, and ``flag``: ``F.relu``'s
+    ``inplace``, ``torch.sigmoid``'s and ``torch.tanh``'s ``out``, or ``None`` (methods)."""
+    signature = (("input", _REQUIRED), (flag, None)) if flag else (("input", _REQUIRED),)
 
     def check(args: tuple, kwargs: Mapping[str, Any]) -> tuple | str | None:
-        bound = _bind(args, kwargs, signature)
-        if bound is None or not isinstance(bound[0], Tensor):
-            return ARGUMENTS
-        input = bound[0]
-        if not input.requires_grad:
-            return None
-        if in_place_only:
-            return IN_PLACE
-        if len(bound) > 1:  # F.relu's inplace, or torch.sigmoid's and torch.tanh's out
-            if in_place_flag and bound[1]:
+        if len(args) == 1 and (not kwargs or (len(kwargs) == 1 and flag in kwargs)):
+            input = args[0]
+            value = kwargs[flag] if kwargs else None
+        else:
+            bound = _bind(args, kwargs, signature)
+            if bound is None:
+                return ARGUMENTS
+            input, value = bound[0], bound[1] if len(bound) > 1 else None
+        try:
+            if not input.requires_grad:
+                return None
+            if in_place_only or (flag == "inplace" and value):
                 return IN_PLACE
-            if not in_place_flag and bound[1] is not None:
+            if value is not None and flag == "out":
                 return OUT
-        if input.dtype not in dtypes:
-            return f"dtype {input.dtype}"
-        if not _plain(input):
-            return LAYOUT
+            if input.dtype not in dtypes:
+                return f"dtype {input.dtype}"
+            if input.layout is not _STRIDED or input.is_nested:
+                return LAYOUT
+        except AttributeError:
+            return ARGUMENTS
         return (input,)
 
     return check
@@ -211,33 +216,40 @@ _BCE_LOGITS = (*_BCE, ("pos_weight", None))
 
 def _loss_checker(signature: tuple, dtypes: frozenset):
     """The check of a loss: ``input`` and ``target`` of ``dtypes``, real float weights."""
-    names = [name for name, _ in signature]
-    extras = [names.index(name) for name in ("weight", "pos_weight") if name in names]
+    names = frozenset(name for name, _ in signature[2:])
+    extras = [i for i, (name, _) in enumerate(signature) if name in ("weight", "pos_weight")]
 
     def check(args: tuple, kwargs: Mapping[str, Any]) -> tuple | str | None:
-        bound = _bind(args, kwargs, signature)
-        if bound is None:
-            return ARGUMENTS
+        if len(args) == 2 and names.issuperset(kwargs):  # as torch's Python losses pass them
+            bound = (*args, *[kwargs.get(name, default) for name, default in signature[2:]])
+        else:
+            bound = _bind(args, kwargs, signature)
+            if bound is None:
+                return ARGUMENTS
         input, target = bound[0], bound[1]
         weights = [bound[i] for i in extras if bound[i] is not None]
-        if not (
-            isinstance(input, Tensor)
-            and isinstance(target, Tensor)
-            and all(isinstance(w, Tensor) for w in weights)
-        ):
+        try:
+            if not (
+                input.requires_grad
+                or target.requires_grad
+                or (weights and any(w.requires_grad for w in weights))
+            ):
+                return None
+            if input.dtype not in dtypes:
+                return f"dtype {input.dtype}"
+            if target.dtype not in dtypes:
+                return f"dtype {target.dtype}"
+            if input.layout is not _STRIDED or target.layout is not _STRIDED:
+                return LAYOUT
+            if input.is_nested or target.is_nested:
+                return LAYOUT
+            for w in weights:
+                if w.dtype not in _FLOATS:
+                    return f"dtype {w.dtype} (weight)"
+                if w.layout is not _STRIDED or w.is_nested:
+                    return LAYOUT
+        except AttributeError:
             return ARGUMENTS
-        if not (
-            input.requires_grad or target.requires_grad or any(w.requires_grad for w in weights)
-        ):
-            return None
-        for tensor in (input, target):
-            if tensor.dtype not in dtypes:
-                return f"dtype {tensor.dtype}"
-        for w in weights:
-            if w.dtype not in _FLOATS:
-                return f"dtype {w.dtype} (weight)"
-        if not (_plain(input) and _plain(target) and all(_plain(w) for w in weights)):
-            return LAYOUT
         return bound
 
     return check
@@ -258,19 +270,15 @@ class _Op(NamedTuple):
 
 
 def _ops() -> dict[Callable, _Op]:
-    relu = _Op("relu", _unary_checker((("input", _REQUIRED),), _FLOATS), GF.relu, torch.relu)
-    relu_f = relu._replace(
-        check=_unary_checker((("input", _REQUIRED), ("inplace", False)), _FLOATS)
-    )
-    relu_ = relu._replace(check=_unary_checker((("input", _REQUIRED),), _FLOATS, True))
-    unary = (("input", _REQUIRED), ("out", None))
-    sigmoid = _Op("sigmoid", _unary_checker(unary, _FLOATS_AND_COMPLEX), GF.sigmoid, torch.sigmoid)
-    tanh = _Op("tanh", _unary_checker(unary, _FLOATS_AND_COMPLEX), GF.tanh, torch.tanh)
-    method = (("input", _REQUIRED),)
-    sigmoid_m = sigmoid._replace(check=_unary_checker(method, _FLOATS_AND_COMPLEX))
-    tanh_m = tanh._replace(check=_unary_checker(method, _FLOATS_AND_COMPLEX))
-    sigmoid_ = sigmoid._replace(check=_unary_checker(method, _FLOATS_AND_COMPLEX, True))
-    tanh_ = tanh._replace(check=_unary_checker(method, _FLOATS_AND_COMPLEX, True))
+    relu = _Op("relu", _unary_checker(None, _FLOATS), GF.relu, torch.relu)
+    relu_f = relu._replace(check=_unary_checker("inplace", _FLOATS))
+    relu_ = relu._replace(check=_unary_checker(None, _FLOATS, in_place_only=True))
+    sigmoid = _Op("sigmoid", _unary_checker("out", _FLOATS_AND_COMPLEX), GF.sigmoid, torch.sigmoid)
+    tanh = _Op("tanh", _unary_checker("out", _FLOATS_AND_COMPLEX), GF.tanh, torch.tanh)
+    sigmoid_m = sigmoid._replace(check=_unary_checker(None, _FLOATS_AND_COMPLEX))
+    tanh_m = tanh._replace(check=_unary_checker(None, _FLOATS_AND_COMPLEX))
+    sigmoid_ = sigmoid._replace(check=_unary_checker(None, _FLOATS_AND_COMPLEX, True))
+    tanh_ = tanh._replace(check=_unary_checker(None, _FLOATS_AND_COMPLEX, True))
     return {
         F.linear: _Op("linear", _check_linear, GF.linear, F.linear),
         F.relu: relu_f,

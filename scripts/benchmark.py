@@ -25,6 +25,13 @@ Rows, by kind:
 * ``train_step_eager_split``: the same eager step with only the network (``gdtorch.nn.MLP``) or
   only the loss (``gdtorch.nn.BCEWithLogitsLoss``) from gdtorch and everything else native,
   ``torch.optim.SGD`` included, against the native step: where the extra time goes. No target.
+* ``train_step_handwritten``: a functional-style training step of the tutorial's cat network —
+  ``F.linear``/``F.relu`` layers, ``F.binary_cross_entropy_with_logits``, ``torch.optim.SGD`` —
+  run under ``gdtorch.handwritten()`` against the same code without it, at batch 64 and batch 1.
+  Only the context differs: it routes the layers and the loss to gdtorch's hand-written
+  backward. Either the whole step is a function decorated with ``@gdtorch.handwritten()`` (every
+  torch call of the step, the optimizer's included, passes through the context's mode), or only
+  the forward pass and the loss are in the context (``: forward and loss in the context``).
 * ``train_step_compiled``: the same step with forward and loss under
   ``torch.compile(fullgraph=True)`` on both sides, backward and optimizer step eager. The whole step
   cannot be compiled with ``fullgraph=True``: Dynamo does not trace ``loss.backward()``.
@@ -71,6 +78,7 @@ from typing import Any
 
 import lightning.pytorch as L
 import torch
+import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -95,8 +103,9 @@ RUN_TARGETS = {"stochastic": 1.5, "minibatch": 1.25, "batch": 1.25}
 EXTRAS_SHARE_TARGET = 0.05  # TensorBoardExtras + NonFiniteLossGuard: at most 5 % of a fit
 HELP_TARGET = 1.5  # gdtorch-train --help against python -c "import torch"
 IMPORT_EXTRA_TARGET = 0.3  # seconds the core import may add to python -c "import torch"
-# Row groups for --only: training step, memory and optimizer; epoch; run; process start-up.
-GROUPS = ("step", "epoch", "run", "process")
+# Row groups for --only: training step, memory and optimizer; epoch; run; process start-up;
+# the handwritten() step rows alone (also part of "step").
+GROUPS = ("step", "epoch", "run", "process", "handwritten")
 EXTRAS = (TensorBoardExtras, NonFiniteLossGuard)  # the callbacks of the run_extras rows
 OPTIMIZER_LAYERS = 50  # Linear(64, 64) layers: 100 parameter tensors
 CAT_NETWORK = (12288, 20, 7, 5, 1)  # the tutorial's network on 64×64×3 images
@@ -106,6 +115,7 @@ CUDA_KINDS = (
     "train_step_eager_no_validation",
     "train_step_eager_split",
     "train_step_compiled",
+    "train_step_handwritten",
     "optimizer_step",
 )
 
@@ -128,6 +138,7 @@ STOCHASTIC_SHAPE = Shape((64, 32, 1), 1)
 LARGE_SHAPE = Shape((3072, 1024, 1024, 1), 512)
 SHAPES = (CAT_SHAPE, WIDE_SHAPE, STOCHASTIC_SHAPE, LARGE_SHAPE)
 SPLIT_SHAPES = (CAT_SHAPE, STOCHASTIC_SHAPE)  # where a fixed cost per step shows
+HANDWRITTEN_SHAPES = (CAT_SHAPE, Shape(CAT_NETWORK, 1))  # the cat network, mini-batch and batch 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -476,6 +487,67 @@ def _split_rows(shape: Shape, device: str, settings: Settings) -> Iterator[Row]:
         yield _timed_row(
             "train_step_eager_split", name, device, side.step_fn(), native.step_fn(), settings
         )
+
+
+def _functional_step(
+    sizes: Sequence[int], device: str, context: Any = None
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """A training step written in the functional style, its forward and loss in ``context``.
+
+    ``F.linear`` and ``F.relu`` layer by layer, ``F.binary_cross_entropy_with_logits`` and
+    ``torch.optim.SGD``: code that ``gdtorch.nn.convert`` cannot reach, as research code is often
+    written. The weights are those of ``_sides``' models (the same seed).
+    """
+    torch.manual_seed(0)
+    params = list(_native_mlp(sizes).to(device).parameters())  # weight, bias of each layer
+    optimizer = torch.optim.SGD(params, lr=LR)
+    layers = list(zip(params[::2], params[1::2], strict=True))
+    context = context or contextlib.nullcontext()
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        optimizer.zero_grad()
+        with context:
+            a = inputs
+            for i, (weight, bias) in enumerate(layers):
+                a = F.linear(a, weight, bias)
+                if i < len(layers) - 1:
+                    a = F.relu(a)
+            loss = F.binary_cross_entropy_with_logits(a, targets)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _handwritten_row(shape: Shape, device: str, settings: Settings, whole_step: bool) -> Row:
+    """The functional step under ``gdtorch.handwritten()`` against the same step without it.
+
+    ``whole_step``: the step is a function decorated with ``@gdtorch.handwritten()``, so every
+    torch call of the step passes through the context's mode, the optimizer's included;
+    otherwise only the forward pass and the loss are in the context, which is all it needs.
+    """
+    _, native = _sides(shape, device)
+    inputs, targets = native.inputs, native.targets
+    context = gdtorch.handwritten()
+    if whole_step:
+        gd_step, name = context(_functional_step(shape.sizes, device)), shape.name
+    else:
+        gd_step = _functional_step(shape.sizes, device, context)
+        name = f"{shape.name}: forward and loss in the context"
+    native_step = _functional_step(shape.sizes, device)
+    target = EAGER_BATCH_1_TARGET if shape.batch == 1 else EAGER_TARGET
+    row = _timed_row(
+        "train_step_handwritten",
+        name,
+        device,
+        lambda: gd_step(inputs, targets),
+        lambda: native_step(inputs, targets),
+        settings,
+        target,
+    )
+    report = context.report()  # evidence that the step ran hand-written: no call fell through
+    row.details.update(handwritten_calls=report.handwritten, fell_through_calls=report.fell_through)
+    return row
 
 
 def _compiled_row(shape: Shape, device: str, settings: Settings) -> Row:
@@ -984,6 +1056,14 @@ def _training_step_rows(device: str, settings: Settings) -> Iterator[Row]:
         yield from _split_rows(shape, device, settings)
     for shape in settings.compiled_shapes:
         yield _compiled_row(shape, device, settings)
+    yield from _handwritten_rows(device, settings)
+
+
+def _handwritten_rows(device: str, settings: Settings) -> Iterator[Row]:
+    """The functional step with the whole step, then only its forward, in the context."""
+    for whole_step in (True, False):
+        for shape in HANDWRITTEN_SHAPES:
+            yield _handwritten_row(shape, device, settings, whole_step)
 
 
 def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Row]:
@@ -993,6 +1073,8 @@ def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Ro
         for shape in SHAPES:
             yield _memory_row(shape)
         yield from _optimizer_rows("cpu", settings)
+    elif "handwritten" in groups:
+        yield from _handwritten_rows("cpu", settings)
     if "epoch" in groups:
         yield from _epoch_rows(settings)
     if "run" in groups:
@@ -1002,11 +1084,18 @@ def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Ro
         yield from _process_rows(settings)
 
 
-def _cuda_rows(settings: Settings) -> Iterator[Row]:
-    """The training-step and optimizer rows on CUDA, or one skipped row per kind without it."""
+def _cuda_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Row]:
+    """The training-step and optimizer rows on CUDA, or one skipped row per kind without it.
+
+    With ``groups`` holding ``handwritten`` but not ``step``, only the ``handwritten()`` rows.
+    """
+    step = "step" in groups
     if not torch.cuda.is_available():
-        for kind in CUDA_KINDS:
+        for kind in CUDA_KINDS if step else ("train_step_handwritten",):
             yield Row(kind, "all cases", "cuda", skipped="CUDA not available")
+        return
+    if not step:
+        yield from _handwritten_rows("cuda", settings)
         return
     yield from _training_step_rows("cuda", settings)
     yield from _optimizer_rows("cuda", settings)
@@ -1046,8 +1135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sections = []
     if args.device in ("cpu", "all"):
         sections.append(_cpu_rows(settings, args.only))
-    if args.device in ("cuda", "all") and "step" in args.only:
-        sections.append(_cuda_rows(settings))
+    if args.device in ("cuda", "all") and {"step", "handwritten"} & set(args.only):
+        sections.append(_cuda_rows(settings, args.only))
     rows = []
     for section in sections:
         for row in section:

@@ -32,6 +32,8 @@ Rows, by kind:
   backward. Either the whole step is a function decorated with ``@gdtorch.handwritten()`` (every
   torch call of the step, the optimizer's included, passes through the context's mode), or only
   the forward pass and the loss are in the context (``: forward and loss in the context``).
+  ``train_step_handwritten_split`` times the latter against the same step calling
+  ``gdtorch.functional`` by hand, the same Functions: the context's own cost. No target.
 * ``train_step_compiled``: the same step with forward and loss under
   ``torch.compile(fullgraph=True)`` on both sides, backward and optimizer step eager. The whole step
   cannot be compiled with ``fullgraph=True``: Dynamo does not trace ``loss.backward()``.
@@ -86,6 +88,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import gdtorch
 from gdtorch import nn as gnn
+from gdtorch.autograd import _fast
 from gdtorch.config import CONFIG_DIR
 from gdtorch.data import SyntheticCats, TensorBatchLoader
 from gdtorch.lightning import NonFiniteLossGuard, TensorBoardExtras
@@ -103,9 +106,10 @@ RUN_TARGETS = {"stochastic": 1.5, "minibatch": 1.25, "batch": 1.25}
 EXTRAS_SHARE_TARGET = 0.05  # TensorBoardExtras + NonFiniteLossGuard: at most 5 % of a fit
 HELP_TARGET = 1.5  # gdtorch-train --help against python -c "import torch"
 IMPORT_EXTRA_TARGET = 0.3  # seconds the core import may add to python -c "import torch"
-# Row groups for --only: training step, memory and optimizer; epoch; run; process start-up;
+# Row groups for --only: training step, memory and optimizer; what each trick of
+# gdtorch/autograd/_fast.py buys; epoch; run; process start-up;
 # the handwritten() step rows alone (also part of "step").
-GROUPS = ("step", "epoch", "run", "process", "handwritten")
+GROUPS = ("step", "tricks", "epoch", "run", "process", "handwritten")
 EXTRAS = (TensorBoardExtras, NonFiniteLossGuard)  # the callbacks of the run_extras rows
 OPTIMIZER_LAYERS = 50  # Linear(64, 64) layers: 100 parameter tensors
 CAT_NETWORK = (12288, 20, 7, 5, 1)  # the tutorial's network on 64×64×3 images
@@ -116,6 +120,7 @@ CUDA_KINDS = (
     "train_step_eager_split",
     "train_step_compiled",
     "train_step_handwritten",
+    "train_step_handwritten_split",
     "optimizer_step",
 )
 
@@ -490,13 +495,14 @@ def _split_rows(shape: Shape, device: str, settings: Settings) -> Iterator[Row]:
 
 
 def _functional_step(
-    sizes: Sequence[int], device: str, context: Any = None
+    sizes: Sequence[int], device: str, context: Any = None, functional: Any = F
 ) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """A training step written in the functional style, its forward and loss in ``context``.
 
     ``F.linear`` and ``F.relu`` layer by layer, ``F.binary_cross_entropy_with_logits`` and
     ``torch.optim.SGD``: code that ``gdtorch.nn.convert`` cannot reach, as research code is often
-    written. The weights are those of ``_sides``' models (the same seed).
+    written. The weights are those of ``_sides``' models (the same seed). ``functional``:
+    ``torch.nn.functional``, or ``gdtorch.functional`` to call gdtorch's functions by hand.
     """
     torch.manual_seed(0)
     params = list(_native_mlp(sizes).to(device).parameters())  # weight, bias of each layer
@@ -509,10 +515,10 @@ def _functional_step(
         with context:
             a = inputs
             for i, (weight, bias) in enumerate(layers):
-                a = F.linear(a, weight, bias)
+                a = functional.linear(a, weight, bias)
                 if i < len(layers) - 1:
-                    a = F.relu(a)
-            loss = F.binary_cross_entropy_with_logits(a, targets)
+                    a = functional.relu(a)
+            loss = functional.binary_cross_entropy_with_logits(a, targets)
         loss.backward()
         optimizer.step()
 
@@ -1060,10 +1066,109 @@ def _training_step_rows(device: str, settings: Settings) -> Iterator[Row]:
 
 
 def _handwritten_rows(device: str, settings: Settings) -> Iterator[Row]:
-    """The functional step with the whole step, then only its forward, in the context."""
+    """The functional step with the whole step, then only its forward, in the context; then
+    the context's own share."""
     for whole_step in (True, False):
         for shape in HANDWRITTEN_SHAPES:
             yield _handwritten_row(shape, device, settings, whole_step)
+    for shape in HANDWRITTEN_SHAPES:
+        yield _handwritten_split_row(shape, device, settings)
+
+
+def _handwritten_split_row(shape: Shape, device: str, settings: Settings) -> Row:
+    """The step's forward in the context against ``gdtorch.functional`` called by hand.
+
+    Both sides run the same hand-written Functions; the ratio is what the context itself costs
+    (its mode's dispatch and checks), apart from the cost of those Functions against torch's.
+    No target.
+    """
+    _, native = _sides(shape, device)
+    inputs, targets = native.inputs, native.targets
+    in_context = _functional_step(shape.sizes, device, gdtorch.handwritten())
+    by_hand = _functional_step(shape.sizes, device, functional=gdtorch.functional)
+    return _timed_row(
+        "train_step_handwritten_split",
+        f"{shape.name}: context against gdtorch.functional by hand",
+        device,
+        lambda: in_context(inputs, targets),
+        lambda: by_hand(inputs, targets),
+        settings,
+    )
+
+
+# --------------------------------------------------------------------------- tricks
+
+
+def _plain_apply(cls: type, *args: Any, **kwargs: Any) -> Any:
+    """``torch.autograd.Function.apply`` itself, as a Function without ``_fast.Function`` runs."""
+    return super(_fast.Function, cls).apply(*args, **kwargs)
+
+
+def _plain_activate(name: str, z: torch.Tensor) -> torch.Tensor:
+    return {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[name](z)
+
+
+# Each trick of gdtorch/autograd/_fast.py, and the plain expression that replaces it: the
+# attributes of ``_fast`` that the maths files call are swapped for the duration of a call.
+TRICKS: dict[str, dict[str, Any]] = {
+    "cheaper apply (positional form)": {"Function.apply": classmethod(_plain_apply)},
+    "shared constants": {"shared_constant": lambda value, like: like.new_full((), value)},
+    "mean by a shared N": {"mean": torch.Tensor.mean},
+    "scaled product in one kernel": {"scaled_product": lambda a, b, scale: a * b * scale},
+    "one-byte ReLU mask": {"relu_mask": lambda a: (a != 0).to(a.dtype)},
+    "writing over temporaries": {
+        "may_write_in_place": lambda: False,
+        "activate_": _plain_activate,
+    },
+}
+TRICK_SHAPES = (STOCHASTIC_SHAPE, CAT_SHAPE)
+
+
+@contextlib.contextmanager
+def _without(replacements: dict[str, Any]) -> Iterator[None]:
+    """``_fast`` with the given attributes replaced by their plain versions, then restored."""
+    saved = []
+    for path, plain in replacements.items():
+        owner_name, _, name = path.rpartition(".")
+        owner = getattr(_fast, owner_name) if owner_name else _fast
+        saved.append((owner, name, owner.__dict__[name]))
+        setattr(owner, name, plain)
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+def _trick_rows(device: str, settings: Settings) -> Iterator[Row]:
+    """What each trick of ``_fast.py`` buys: gdtorch's eager step with it against without it.
+
+    Both sides are gdtorch's model, loss and optimizer from the same weights; the second side
+    runs with the trick replaced by its plain expression (:data:`TRICKS`). A ratio below 1 is
+    what the trick saves. ``train_step_mlp_per_layer`` is the same comparison for the fused
+    network: ``MLP(fused=True)``, the default, against ``MLP(fused=False)``.
+    """
+    for shape in TRICK_SHAPES:
+        for trick, replacements in TRICKS.items():
+            with_trick, without_trick = _sides(shape, device)[0], _sides(shape, device)[0]
+            step, plain_step = with_trick.step_fn(), without_trick.step_fn()
+
+            def step_without(plain_step=plain_step, replacements=replacements) -> None:
+                with _without(replacements):
+                    plain_step()
+
+            name = f"{shape.name}: {trick}"
+            yield _timed_row("trick", name, device, step, step_without, settings)
+        fused, per_layer = _sides(shape, device)[0], _sides(shape, device)[0]
+        per_layer.model.fused = False
+        yield _timed_row(
+            "train_step_mlp_per_layer",
+            f"{shape.name}: MLP(fused=True) / MLP(fused=False)",
+            device,
+            fused.step_fn(),
+            per_layer.step_fn(),
+            settings,
+        )
 
 
 def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Row]:
@@ -1075,6 +1180,8 @@ def _cpu_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[Ro
         yield from _optimizer_rows("cpu", settings)
     elif "handwritten" in groups:
         yield from _handwritten_rows("cpu", settings)
+    if "tricks" in groups:
+        yield from _trick_rows("cpu", settings)
     if "epoch" in groups:
         yield from _epoch_rows(settings)
     if "run" in groups:
@@ -1091,7 +1198,8 @@ def _cuda_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[R
     """
     step = "step" in groups
     if not torch.cuda.is_available():
-        for kind in CUDA_KINDS if step else ("train_step_handwritten",):
+        handwritten_kinds = ("train_step_handwritten", "train_step_handwritten_split")
+        for kind in CUDA_KINDS if step else handwritten_kinds:
             yield Row(kind, "all cases", "cuda", skipped="CUDA not available")
         return
     if not step:

@@ -3,10 +3,12 @@
 ``import gdtorch.functional as GF``, ``from gdtorch.nn import Linear, ...`` and
 ``from gdtorch.optim import GradientDescent`` are the main entry points.
 
+``with gdtorch.handwritten():`` runs any code's ``F.linear``, ``F.relu``, ``torch.sigmoid``, ...
+and functional losses through gdtorch's hand-written backward.
+
 ``import gdtorch`` alone loads nothing yet: ``gdtorch.nn``, ``gdtorch.functional``,
 ``gdtorch.optim``, ``gdtorch.audit``, ``gdtorch.handwritten`` and ``gdtorch.set_validation`` are
-imported on first use
-(PEP 562), so that ``gdtorch-train --help`` answers without loading torch.
+imported on first use (PEP 562), so that ``gdtorch-train --help`` answers without loading torch.
 """
 
 from __future__ import annotations

@@ -1,33 +1,69 @@
 """How hard is ``SyntheticCats``? Logistic regression vs a 4-layer MLP on raw pixels.
 
 The classic cat/not-cat assignment this imitates gets about 70% test accuracy from logistic
-regression and about 80% from an MLP [12288, 20, 7, 5, 1]. This script measures both on
+regression and about 80% from an MLP [12288, 20, 7, 5, 1]. This study measures both on
 ``SyntheticCats`` with plain ``torch.nn`` and ``torch.optim.Adam`` (so it does not depend on the
-rest of gdtorch), over several seeds, and prints a Markdown table. It also times the generator
-(with one and two CPU threads) and saves a grid of examples, cats first, to ``examples.png``.
+rest of gdtorch), over several seeds. It also measures how fast the generator draws images (with
+one and two CPU threads), saves a grid of examples, cats first, to ``examples.png``, and writes
+``results.json`` and the README rendered from it.
 
 Run from the repository root::
 
-    .venv/bin/python experiments/data_difficulty/run.py
+    .venv/bin/python -m experiments.data_difficulty
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import itertools
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 import torchvision
-from torch import nn
+from torch import Tensor, nn
 
+from experiments.common import classify, run_record, study_parser, train_epochs
+from experiments.render import publish
 from gdtorch.data import SyntheticCats
 
 HERE = Path(__file__).resolve().parent
+HIDDEN = {"logistic": [], "mlp": [20, 7, 5]}
 
 
-def generation_rate(image_size: int, n: int = 5000, repeats: int = 3) -> float:
+class Shuffled:
+    """Mini-batches of ``(x, y)``, in a new order drawn from ``generator`` at each pass."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator) -> None:
+        self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for idx in torch.randperm(len(self.x), generator=self.generator).split(self.batch_size):
+            yield self.x[idx], self.y[idx]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--tiny`` shrinks every size."""
+    parser = study_parser(__doc__.splitlines()[0], HERE)
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--generated", type=int, default=5000, help="images per speed timing")
+    parser.add_argument("--repeats", type=int, default=3, help="speed timings, the best kept")
+    args = parser.parse_args(argv)
+    if args.tiny:
+        args.n_train, args.n_test, args.image_size, args.seeds = 64, 32, 16, args.seeds[:1]
+        args.epochs, args.generated, args.repeats = 2, 256, 1
+    return args
+
+
+def generation_rate(image_size: int, n: int, repeats: int) -> float:
     """Images per second drawn by ``SyntheticCats`` (best of ``repeats`` timings)."""
     SyntheticCats(256, image_size)  # warm-up
     best = float("inf")
@@ -38,102 +74,89 @@ def generation_rate(image_size: int, n: int = 5000, repeats: int = 3) -> float:
     return n / best
 
 
-def models(input_size: int) -> dict[str, nn.Module]:
-    """The two models compared, both ending in one logit."""
-    return {
-        "logistic regression": nn.Linear(input_size, 1),
-        f"MLP [{input_size}, 20, 7, 5, 1]": nn.Sequential(
-            nn.Linear(input_size, 20),
-            nn.ReLU(),
-            nn.Linear(20, 7),
-            nn.ReLU(),
-            nn.Linear(7, 5),
-            nn.ReLU(),
-            nn.Linear(5, 1),
-        ),
-    }
+def network(model: str, input_size: int) -> nn.Module:
+    """``model``'s network in plain ``torch.nn``: linear layers with ReLUs between, one logit."""
+    sizes = [input_size, *HIDDEN[model], 1]
+    linears = [nn.Linear(fan_in, fan_out) for fan_in, fan_out in itertools.pairwise(sizes)]
+    if len(linears) == 1:
+        return linears[0]
+    hidden = [layer for linear in linears[:-1] for layer in (linear, nn.ReLU())]
+    return nn.Sequential(*hidden, linears[-1])
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return ((model(x).squeeze(1) > 0).float() == y).float().mean().item()
+def main(argv: list[str] | None = None) -> None:
+    """Time the generator, train both models at every seed, write the results and README."""
+    started = time.perf_counter()
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    generation = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        rate = generation_rate(args.image_size, args.generated, args.repeats)
+        generation.append({"threads": threads, "images_per_second": rate})
+        print(f"generation, {threads} thread(s): {rate:,.0f} images/s", flush=True)
+    torch.set_num_threads(args.threads)
 
-
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, args, seed: int) -> None:
-    """Mini-batch Adam on binary cross-entropy (with logits) for ``args.epochs`` epochs."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    for _ in range(args.epochs):
-        for idx in torch.randperm(len(x), generator=generator).split(args.batch_size):
-            optimizer.zero_grad()
-            loss_fn(model(x[idx]).squeeze(1), y[idx]).backward()
-            optimizer.step()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    args = parser.parse_args()
-
-    threads = torch.get_num_threads()
-    for n_threads in sorted({1, min(2, threads)}):
-        torch.set_num_threads(n_threads)
-        print(
-            f"generation, {n_threads} thread(s): {generation_rate(args.image_size):,.0f} images/s"
-        )
-    torch.set_num_threads(threads)
-
-    results: dict[str, list[tuple[float, float]]] = {}
+    scores: dict[str, dict[str, list[float]]] = {m: {"train": [], "test": []} for m in HIDDEN}
     for seed in args.seeds:
-        start = time.perf_counter()
         train = SyntheticCats(args.n_train, args.image_size, seed=2 * seed)
         test = SyntheticCats(args.n_test, args.image_size, seed=2 * seed + 1)
-        generated = time.perf_counter() - start
         mean = train.images.mean(dim=(0, 2, 3), keepdim=True)
         std = train.images.std(dim=(0, 2, 3), keepdim=True)
         x_train = ((train.images - mean) / std).flatten(1)
         x_test = ((test.images - mean) / std).flatten(1)
-        for name in models(x_train.shape[1]):
-            torch.manual_seed(seed)
-            model = models(x_train.shape[1])[name]
-            fit(model, x_train, train.targets, args, seed)
-            scores = (
-                accuracy(model, x_train, train.targets),
-                accuracy(model, x_test, test.targets),
+        torch.manual_seed(seed)  # each model's initial weights, the same for every run
+        nets = {model: network(model, x_train.shape[1]) for model in HIDDEN}
+        for model, net in nets.items():
+            batches = Shuffled(
+                x_train, train.targets, args.batch_size, torch.Generator().manual_seed(seed)
             )
-            results.setdefault(name, []).append(scores)
+            optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+            train_epochs(net, nn.BCEWithLogitsLoss(), optimizer, batches, args.epochs)
+            for split, x, y in (("train", x_train, train.targets), ("test", x_test, test.targets)):
+                scores[model][split].append(classify(net, [(x, y)]).accuracy)
             print(
-                f"seed {seed} ({generated:.1f}s to generate) {name}: "
-                f"train {scores[0]:.3f} test {scores[1]:.3f}",
+                f"seed {seed} {model}: train {scores[model]['train'][-1]:.3f} "
+                f"test {scores[model]['test'][-1]:.3f}",
                 flush=True,
             )
 
-    print(
-        f"\n{args.n_train} train / {args.n_test} test images at {args.image_size}x"
-        f"{args.image_size}, seeds {args.seeds}, Adam lr={args.lr}, batch {args.batch_size}, "
-        f"{args.epochs} epochs\n"
-    )
-    print("| model | train accuracy | test accuracy (mean ± sd) |\n| --- | --- | --- |")
-    for name, scores in results.items():
-        train_acc = [s[0] for s in scores]
-        test_acc = [s[1] for s in scores]
-        spread = statistics.stdev(test_acc) if len(test_acc) > 1 else 0.0
-        print(
-            f"| {name} | {statistics.mean(train_acc):.3f} | "
-            f"{statistics.mean(test_acc):.3f} ± {spread:.3f} |"
-        )
-
     examples = SyntheticCats(32, args.image_size, seed=0)
     order = torch.argsort(examples.targets, descending=True, stable=True)
-    torchvision.utils.save_image(examples.images[order], HERE / "examples.png", nrow=8, padding=2)
+    torchvision.utils.save_image(
+        examples.images[order], args.out / "examples.png", nrow=8, padding=2
+    )
+    publish("data_difficulty", results(args, generation, scores, started), args.out)
 
 
-if __name__ == "__main__":
-    main()
+def results(
+    args: argparse.Namespace,
+    generation: list[dict[str, float]],
+    scores: dict[str, dict[str, list[float]]],
+    started: float,
+) -> dict[str, Any]:
+    """Everything the README says, as numbers."""
+    input_size = 3 * args.image_size**2
+    gaps = [mlp - linear for linear, mlp in zip(*(scores[m]["test"] for m in HIDDEN), strict=True)]
+    models = []
+    for model, split in scores.items():
+        test = torch.tensor(split["test"], dtype=torch.float64)
+        models.append(
+            {
+                "model": model,
+                "sizes": [input_size, *HIDDEN[model], 1],
+                "train_acc": split["train"],
+                "test_acc": split["test"],
+                "train_acc_mean": sum(split["train"]) / len(split["train"]),
+                "test_acc_mean": test.mean().item(),
+                "test_acc_sd": test.std().item() if len(test) > 1 else 0.0,
+            }
+        )
+    settings = {key: value for key, value in vars(args).items() if key != "out"}
+    return {
+        "run": run_record(started),
+        "settings": settings,
+        "generation": generation,
+        "models": models,
+        "test_gap": {"min": min(gaps), "max": max(gaps)},
+    }

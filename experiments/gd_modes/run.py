@@ -5,70 +5,90 @@ set, stochastic gradient descent from one example, mini-batch gradient descent f
 batch. This study trains one network (``MLP([n, 20, 7, 5, 1])``, binary cross-entropy on logits,
 ``GradientDescent``) from the same initial weights on the same ``SyntheticCats`` split in the
 three modes for the same number of epochs, in a plain loop so that every update can be timed and
-recorded. It plots the training loss against epochs, updates and wall-clock time, reports the
-test accuracy, and draws the three weight paths on one shared plane of the cost landscape, and
-rewrites the README beside it with the numbers of the run.
+recorded. It plots the training loss against epochs, updates and training time, measures the
+test accuracy, draws the three weight paths on one shared plane of the cost landscape, and
+writes ``results.json`` and the README rendered from it.
 
 Run from the repository root::
 
-    .venv/bin/python experiments/gd_modes/run.py
+    .venv/bin/python -m experiments.gd_modes
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import itertools
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 from torch.nn.utils import parameters_to_vector
 
-from gdtorch.data import CatDataModule, TensorBatchLoader
-from gdtorch.landscape import filter_normalized_directions, loss_surface, project
+from experiments.common import (
+    History,
+    classify,
+    datamodule,
+    run_record,
+    save,
+    study_parser,
+    train_epochs,
+    whole_training_split,
+)
+from experiments.render import publish
+from gdtorch.data import CatDataModule
+from gdtorch.landscape import (
+    filter_normalized_directions,
+    landscape_figure,
+    loss_surface,
+    path_grid,
+    principal_plane,
+    project,
+    share_in_plane,
+)
 from gdtorch.nn import MLP, BCEWithLogitsLoss
 from gdtorch.optim import GradientDescent
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # experiments/common.py
-from common import datamodule, machine, save, train_eval_loader
 
 HERE = Path(__file__).resolve().parent
 MODES = ("batch", "minibatch", "stochastic")
 LABELS = {"batch": "batch", "minibatch": "mini-batch", "stochastic": "stochastic"}
 COLOURS = {"batch": "tab:blue", "minibatch": "tab:green", "stochastic": "tab:red"}
 HIDDEN = (20, 7, 5)
+PCA_MARGIN = 0.15  # the PCA plot's room around the paths, a fraction of their extent
 
 
 @dataclass
 class Arm:
-    """What one gradient-descent mode did: its curves, test accuracy and weight path.
+    """What one gradient-descent mode did: its history, test accuracy and weight path.
 
-    Every list holds one value per evaluation: before training, then after each epoch.
+    ``history.scores`` holds ``(training loss, validation accuracy)`` before training and after
+    each epoch; ``path`` the weights every ``record_every`` updates and at the end.
     """
 
     mode: str
     lr: float
     batch_size: int
-    updates: list[int]
-    seconds: list[float]
-    train_loss: list[float]
-    val_acc: list[float]
+    history: History
     test_acc: float
     path: Tensor
     record_every: int
 
+    @property
+    def train_loss(self) -> list[float]:
+        return [loss for loss, _ in self.history.scores]
+
+    @property
+    def val_acc(self) -> list[float]:
+        return [acc for _, acc in self.history.scores]
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line; ``--tiny`` shrinks every size so the study runs in seconds."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=HERE, help="folder for the PNGs and README")
-    parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke run")
+    """The command line; ``--tiny`` shrinks every size."""
+    parser = study_parser(__doc__.splitlines()[0], HERE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--n-train", type=int, default=2000)
@@ -81,7 +101,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr-stochastic", type=float, default=0.0005)
     parser.add_argument("--points", type=int, default=40, help="weights recorded per mode")
     parser.add_argument("--resolution", type=int, default=21, help="landscape grid side")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
     if args.tiny:
         args.epochs, args.n_train, args.n_val, args.n_test = 2, 64, 32, 32
@@ -89,161 +108,82 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def evaluate(
-    net: torch.nn.Module, loss_fn: torch.nn.Module, loader: TensorBatchLoader
-) -> tuple[float, float]:
-    """Mean loss and accuracy (logit > 0 means cat) of ``net`` over ``loader``."""
-    total, correct, count = 0.0, 0.0, 0
-    with torch.no_grad():
-        for images, targets in loader:
-            logits = net(images)
-            targets = targets.view_as(logits)
-            total += loss_fn(logits, targets).item() * len(targets)
-            correct += ((logits > 0).float() == targets).sum().item()
-            count += len(targets)
-    return total / count, correct / count
-
-
-def train(data: CatDataModule, lr: float, init: dict[str, Tensor], args: argparse.Namespace) -> Arm:
-    """Train from the weights ``init`` in ``data.mode`` for ``args.epochs`` epochs.
-
-    The clock runs only while batches are drawn and updates are made; evaluating and recording
-    weights (every ``record_every`` updates, and at the end) happen with the clock stopped.
-    """
-    mode = data.mode
+def train_mode(
+    data: CatDataModule, lr: float, init: dict[str, Tensor], args: argparse.Namespace
+) -> Arm:
+    """Train from the weights ``init`` in ``data.mode`` for ``args.epochs`` epochs."""
     net = MLP([data.input_size, *HIDDEN, 1])
     net.load_state_dict(init)
     loss_fn = BCEWithLogitsLoss()
-    optimizer = GradientDescent(net.parameters(), lr=lr)
     loader = data.train_dataloader()
-    train_loader, val_loader = train_eval_loader(data), data.val_dataloader()
     record_every = max(1, args.epochs * len(loader) // args.points)
     path = [parameters_to_vector(net.parameters()).detach().clone()]
-    updates, seconds, train_loss, val_acc = [], [], [], []
-    count, elapsed = 0, 0.0
-    for epoch in range(args.epochs + 1):
-        if epoch:  # epoch 0 only evaluates the initial weights
-            start = time.perf_counter()
-            for images, targets in loader:
-                optimizer.zero_grad()
-                loss_fn(net(images), targets.view(-1, 1)).backward()
-                optimizer.step()
-                count += 1
-                if count % record_every == 0:
-                    paused = time.perf_counter()
-                    path.append(parameters_to_vector(net.parameters()).detach().clone())
-                    start += time.perf_counter() - paused
-            elapsed += time.perf_counter() - start
-        updates.append(count)
-        seconds.append(elapsed)
-        train_loss.append(evaluate(net, loss_fn, train_loader)[0])
-        val_acc.append(evaluate(net, loss_fn, val_loader)[1])
-    if updates[-1] % record_every:
+
+    def record(updates: int) -> None:
+        if updates % record_every == 0:
+            path.append(parameters_to_vector(net.parameters()).detach().clone())
+
+    def scores() -> tuple[float, float]:
+        train = classify(net, whole_training_split(data), loss_fn)
+        return train.cost, classify(net, data.val_dataloader()).accuracy
+
+    optimizer = GradientDescent(net.parameters(), lr=lr)
+    history = train_epochs(net, loss_fn, optimizer, loader, args.epochs, scores, record)
+    if history.updates[-1] % record_every:
         path.append(parameters_to_vector(net.parameters()).detach().clone())
-    print(
-        f"{mode}: lr={lr} loss {train_loss[0]:.4f} -> {train_loss[-1]:.4f} "
-        f"in {updates[-1]} updates, {seconds[-1]:.1f} s",
-        flush=True,
-    )
-    return Arm(
-        mode=mode,
+    arm = Arm(
+        mode=data.mode,
         lr=lr,
         batch_size=loader.batch_size,
-        updates=updates,
-        seconds=seconds,
-        train_loss=train_loss,
-        val_acc=val_acc,
-        test_acc=evaluate(net, loss_fn, data.test_dataloader())[1],
+        history=history,
+        test_acc=classify(net, data.test_dataloader()).accuracy,
         path=torch.stack(path),
         record_every=record_every,
     )
+    print(
+        f"{arm.mode}: lr={lr} loss {arm.train_loss[0]:.4f} -> {arm.train_loss[-1]:.4f} "
+        f"in {history.updates[-1]} updates, {history.seconds[-1]:.1f} s",
+        flush=True,
+    )
+    return arm
 
 
-def principal_plane(paths: list[Tensor], origin: Tensor) -> tuple[Tensor, Tensor]:
-    """The two orthonormal directions along which the displacements ``θ − θ₀`` vary most.
-
-    The top two right singular vectors of the stacked displacements of every recorded point of
-    every path (PCA without centring, so that the plane passes through θ₀), each signed so that
-    the paths' end points lie on its positive side on average.
-    """
-    displacements = torch.cat([path[1:] - origin for path in paths]).to(torch.float64)
-    _, _, vh = torch.linalg.svd(displacements, full_matrices=False)
-    ends = torch.stack([path[-1] - origin for path in paths]).to(torch.float64)
-    signs = torch.sign((ends @ vh[:2].T).sum(0))
-    signs[signs == 0] = 1.0
-    d1, d2 = (vh[:2] * signs[:, None]).to(origin.dtype)
-    return d1, d2
-
-
-def share_in_plane(point: Tensor, origin: Tensor, directions: tuple[Tensor, Tensor]) -> float:
-    """``‖P(θ − θ₀)‖ / ‖θ − θ₀‖``: how much of a displacement the plane holds (1 = all)."""
-    displacement = (point - origin).to(torch.float64)
-    alpha, beta = project(point, origin, directions)
-    in_plane = alpha * directions[0].to(torch.float64) + beta * directions[1].to(torch.float64)
-    return (in_plane.norm() / displacement.norm()).item()
-
-
-def plane_grid(
-    coordinates: list[Tensor], resolution: int, span: float | None
-) -> tuple[Tensor, Tensor]:
-    """Grids of ``α`` and ``β`` that hold θ₀ and every projected path.
-
-    With ``span=None`` the grids fit the paths with a 15% margin; otherwise both are
-    ``[−r, r]`` with ``r = max(span, 1.1 max |coordinate|)``.
-    """
-    points = torch.cat([*coordinates, torch.zeros(1, 2, dtype=torch.float64)])
-    if span is None:
-        low, high = points.min(0).values, points.max(0).values
-        margin = 0.15 * (high - low).clamp_min(1e-12)
-        low, high = (low - margin).tolist(), (high + margin).tolist()
-    else:
-        radius = max(span, 1.1 * points.abs().max().item())
-        low, high = [-radius, -radius], [radius, radius]
-    return tuple(torch.linspace(low[i], high[i], resolution, dtype=torch.float64) for i in range(2))
-
-
-def landscape(
+def landscape_plot(
     arms: list[Arm],
     net: torch.nn.Module,
     batch: tuple[Tensor, Tensor],
     directions: tuple[Tensor, Tensor],
-    resolution: int,
-    span: float | None,
+    grid: tuple[Tensor, Tensor] | None,
+    args: argparse.Namespace,
     title: str,
 ) -> Figure:
     """The training cost on the plane ``θ₀ + α d₁ + β d₂`` with every arm's path drawn on it.
 
-    ``span`` sets the grid as :func:`plane_grid` does.
+    ``grid`` is ``(alphas, betas)``; ``None`` fits a square grid to the paths.
     """
     origin = arms[0].path[0]
-    coordinates = [project(arm.path, origin, directions) for arm in arms]
-    alphas, betas = plane_grid(coordinates, resolution, span)
+    coordinates = {
+        f"{LABELS[arm.mode]} (a point every {arm.record_every} update(s))": project(
+            arm.path, origin, directions
+        )
+        for arm in arms
+    }
+    colours = dict(zip(coordinates, (COLOURS[arm.mode] for arm in arms), strict=True))
+    if grid is None:
+        grid = path_grid(torch.cat(list(coordinates.values())), args.resolution, PCA_MARGIN)
+    alphas, betas = grid
     surface = loss_surface(net, BCEWithLogitsLoss(), [batch], directions, origin, alphas, betas)
-    figure = Figure(figsize=(6.4, 5.0))
-    ax = figure.subplots()
-    x, y, z = alphas.numpy(), betas.numpy(), surface.T.numpy()
-    filled = ax.contourf(x, y, z, levels=30, cmap="viridis")
-    ax.contour(x, y, z, levels=15, colors="black", linewidths=0.3, alpha=0.5)
-    figure.colorbar(filled, ax=ax, label="training cost C (BCE)")
-    for arm, path in zip(arms, coordinates, strict=True):
-        ax.plot(
-            *path.T.numpy(),
-            "-o",
-            color=COLOURS[arm.mode],
-            markersize=2.5,
-            linewidth=1.2,
-            label=f"{LABELS[arm.mode]} (a point every {arm.record_every} update(s))",
-        )
-        ax.plot(
-            *path[-1].numpy(), "*", color=COLOURS[arm.mode], markersize=12, markeredgecolor="white"
-        )
-    ax.plot(0.0, 0.0, "s", color="orange", markersize=7, label="θ₀ (shared start)")
-    ax.set_xlabel("α (along d₁)")
-    ax.set_ylabel("β (along d₂)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="best", fontsize=7)
-    figure.tight_layout()
-    return figure
+    return landscape_figure(
+        alphas,
+        betas,
+        surface,
+        coordinates,
+        colours=colours,
+        title=title,
+        cost_label="training cost C (BCE)",
+        start_label="θ₀ (shared start)",
+        end_label="θ_T (each mode's end)",
+    )
 
 
 def curves(arms: list[Arm]) -> Figure:
@@ -258,8 +198,8 @@ def curves(arms: list[Arm]) -> Figure:
             "label": f"{LABELS[arm.mode]}, η={arm.lr:g}",
         }
         axes[0].plot(range(len(arm.train_loss)), arm.train_loss, **style)
-        axes[1].plot(arm.updates[1:], arm.train_loss[1:], **style)
-        axes[2].plot(arm.seconds, arm.train_loss, **style)
+        axes[1].plot(arm.history.updates[1:], arm.train_loss[1:], **style)
+        axes[2].plot(arm.history.seconds, arm.train_loss, **style)
     for ax, xlabel in zip(axes, ("epoch", "updates (log)", "training time (s)"), strict=True):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("training loss")
@@ -274,9 +214,9 @@ def curves(arms: list[Arm]) -> Figure:
     return figure
 
 
-def first_below(arm: Arm, level: float) -> int | None:
-    """Index of the first evaluation at which ``arm``'s training loss is at most ``level``."""
-    return next((i for i, loss in enumerate(arm.train_loss) if loss <= level), None)
+def first_at_or_below(values: list[float], level: float) -> int | None:
+    """Index of the first value at most ``level``."""
+    return next((i for i, value in enumerate(values) if value <= level), None)
 
 
 def rises(values: list[float]) -> int:
@@ -284,155 +224,47 @@ def rises(values: list[float]) -> int:
     return sum(later > earlier for earlier, later in itertools.pairwise(values))
 
 
-def each(arms: list[Arm], fmt) -> str:
-    """``fmt(arm) (mode)`` for every arm, joined by commas."""
-    return ", ".join(f"{fmt(arm)} ({LABELS[arm.mode]})" for arm in arms)
-
-
-def table(arms: list[Arm], shares: dict[str, tuple[float, float]]) -> str:
-    """The README's Markdown table of measured numbers, one row per mode."""
-    lines = [
-        "| mode | η | batch size | updates | training time (s) | ms / update | "
-        "final training loss | final val acc | test acc | in PCA plane | in random plane |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for arm in arms:
-        pca, rand = shares[arm.mode]
-        lines.append(
-            f"| {LABELS[arm.mode]} | {arm.lr:g} | {arm.batch_size} | {arm.updates[-1]} | "
-            f"{arm.seconds[-1]:.1f} | {1000 * arm.seconds[-1] / arm.updates[-1]:.3g} | "
-            f"{arm.train_loss[-1]:.4f} | {arm.val_acc[-1]:.3f} | {arm.test_acc:.3f} | "
-            f"{pca:.0%} | {rand:.1%} |"
-        )
-    return "\n".join(lines)
-
-
-def findings(arms: list[Arm], shares: dict[str, tuple[float, float]]) -> str:
-    """Interpretation sentences computed from the numbers, so they always match the table."""
-    batch = next(arm for arm in arms if arm.mode == "batch")
-    level = batch.train_loss[-1]
-    reached = []
-    for arm in arms:
-        if arm is batch:
-            continue
-        i = first_below(arm, level)
-        reached.append(
-            f"{LABELS[arm.mode]} never reached it"
-            if i is None
-            else f"{LABELS[arm.mode]} reached it by the end of epoch {i} "
-            f"({arm.updates[i]} updates, {arm.seconds[i]:.1f} s)"
-        )
-    ranked = " ≤ ".join(
-        f"{LABELS[a.mode]} ({a.train_loss[-1]:.4f})"
-        for a in sorted(arms, key=lambda a: a.train_loss[-1])
-    )
-    pca = min(share[0] for share in shares.values())
-    rand = max(share[1] for share in shares.values())
-    lines = [
-        f"- **Per epoch** (the same examples seen): after {len(batch.updates) - 1} epochs the "
-        f"training loss ranks {ranked}; test accuracy "
-        + each(arms, lambda a: f"{a.test_acc:.3f}")
-        + ".",
-        f"- **Per update**: batch gradient descent's {batch.updates[-1]} full-gradient updates "
-        f"brought the training loss to {level:.4f}; " + "; ".join(reached) + ".",
-        "- **Per second**: an update took "
-        + each(arms, lambda a: f"{1000 * a.seconds[-1] / a.updates[-1]:.3g} ms")
-        + "; an epoch "
-        + each(arms, lambda a: f"{a.seconds[-1] / (len(a.seconds) - 1):.2f} s")
-        + ".",
-        "- **Ups**: the epoch-end training loss rose from one epoch to the next "
-        + each(arms, lambda a: f"{rises(a.train_loss)} times")
-        + ". Batch gradient descent follows the exact gradient, so each of its rises is a step "
-        "too long for the local curvature; the other two also follow sampled, noisy gradients.",
-        f"- **Landscape**: the shared PCA plane holds at least {pca:.0%} of every mode's final "
-        f"displacement θ_T − θ₀, the random filter-normalised plane at most {rand:.1%}, which "
-        "is why the paths barely leave θ₀ on the random plane.",
-    ]
-    return "\n".join(lines)
-
-
-def write_readme(
-    out: Path,
+def results(
     args: argparse.Namespace,
     arms: list[Arm],
-    shares: dict[str, tuple[float, float]],
+    shares: dict[str, dict[str, float]],
     n_parameters: int,
-    wall: float,
-) -> None:
-    """Rewrite ``out/README.md`` with the setup, the table, the plots and the findings."""
-    sizes = [3 * args.image_size**2, *HIDDEN, 1]
-    tiny = " --tiny" if args.tiny else ""
-    text = f"""# Batch vs stochastic vs mini-batch gradient descent
-
-**Question.** The tutorial (section 6) says batch gradient descent takes accurate but expensive
-steps, stochastic gradient descent cheap but noisy ones, and mini-batch sits between. Starting
-from the *same* initial weights on the *same* data, how do the three compare per epoch, per
-update and per second of training, in test accuracy, and where do their paths go on the cost
-landscape?
-
-**Command** (from the repository root; regenerates every plot and this README):
-
-```bash
-.venv/bin/python experiments/gd_modes/run.py{tiny}
-```
-
-## Setup
-
-- Data: `SyntheticCats` through `CatDataModule` (seed {args.seed}): {args.n_train} training,
-  {args.n_val} validation, {args.n_test} test images of {args.image_size}×{args.image_size}
-  pixels, normalised per channel with the training statistics.
-- Network: `gdtorch.nn.MLP({sizes})` (ReLU, {n_parameters:,} parameters), one set of initial
-  weights drawn with `torch.manual_seed({args.seed})` and loaded into every mode; loss
-  `gdtorch.nn.BCEWithLogitsLoss`; optimiser `gdtorch.optim.GradientDescent` (no momentum, no
-  weight decay, constant η); {args.epochs} epochs for every mode; a plain training loop.
-- Modes (`CatDataModule(mode=...)`): batch = all {args.n_train} examples per update,
-  mini-batch = {args.batch_size}, stochastic = 1; mini-batch and stochastic reshuffle every epoch.
-- Learning rates: η = {args.lr_batch:g} (batch), {args.lr_minibatch:g} (mini-batch),
-  {args.lr_stochastic:g} (stochastic). Why the script's defaults 0.3, 0.03, 0.0005: in a 30-epoch
-  pilot on this setup mini-batch trained at η = 0.01, 0.03 and 0.1 (0.01 slowly, 0.03 and 0.1
-  with occasional loss spikes) and takes the middle one; stochastic takes the mini-batch η
-  scaled with the batch size (η ∝ batch size: 0.03 / 64 ≈ 0.0005), as a one-example gradient
-  is far noisier; batch takes the one of 0.1, 0.3 and 1.0 that reached the lowest training
-  loss in the pilot (η = 1 oscillated without progress; linear scaling would have given 0.9).
-- Timing: the clock runs only while batches are drawn and updates are made (not while the loss
-  is evaluated or weights recorded); one process, {args.threads} torch thread(s).
-- Landscape: origin θ₀ = the shared initial weights; each mode's weights recorded every
-  `k` updates (k = total updates / {args.points}) and at the end. The plane is spanned by the top
-  two principal directions of all three paths' displacements θ − θ₀ (Li et al. 2018, §7:
-  random directions miss optimisation paths), the same plane for all three; the cost
-  C(θ₀ + α d₁ + β d₂) on a {args.resolution}×{args.resolution} grid is computed with
-  `gdtorch.lightning.landscape.loss_surface` on the whole training set and the paths are placed
-  with `project`. For comparison, the same paths on the plane of two random filter-normalised
-  directions (`filter_normalized_directions`, seed {args.seed}) over α, β ∈ [−1, 1] (the
-  `LossLandscape` callback instead draws the plane through θ₀ and the path's end).
-- Run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()};
-  whole study {wall:.0f} s wall time. The machine is shared, so times are indicative.
-
-## Results
-
-{table(arms, shares)}
-
-"in PCA / random plane": the share ‖P(θ_T − θ₀)‖ / ‖θ_T − θ₀‖ of the final displacement that
-lies in that plane.
-
-![training loss against epochs, updates and time](loss_curves.png)
-
-![the three paths on the shared PCA plane](landscape_pca.png)
-
-![the three paths on a random filter-normalised plane](landscape_random.png)
-
-## What the numbers show
-
-{findings(arms, shares)}
-
-The landscape is a 2-D slice: a path point's colour is the cost at its projection, not at the
-weights themselves, and the PCA plane is fitted to these very paths.
-"""
-    (out / "README.md").write_text(text)
+    started: float,
+) -> dict[str, Any]:
+    """Everything the README says, as numbers: the settings, each mode's curves and summary."""
+    level = next(arm for arm in arms if arm.mode == "batch").train_loss[-1]
+    modes = []
+    for arm in arms:
+        reached = None if arm.mode == "batch" else first_at_or_below(arm.train_loss, level)
+        modes.append(
+            {
+                "mode": arm.mode,
+                "lr": arm.lr,
+                "batch_size": arm.batch_size,
+                "record_every": arm.record_every,
+                "updates": arm.history.updates,
+                "seconds": arm.history.seconds,
+                "train_loss": arm.train_loss,
+                "val_acc": arm.val_acc,
+                "test_acc": arm.test_acc,
+                "final_train_loss": arm.train_loss[-1],
+                "rises": rises(arm.train_loss),
+                "share_in_pca_plane": shares[arm.mode]["pca"],
+                "share_in_random_plane": shares[arm.mode]["random"],
+                "reached_batch_loss_at_epoch": reached,
+            }
+        )
+    settings = {key: value for key, value in vars(args).items() if key != "out"}
+    return {
+        "run": run_record(started),
+        "settings": settings,
+        "network": {"sizes": [3 * args.image_size**2, *HIDDEN, 1], "parameters": n_parameters},
+        "modes": modes,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Train the three modes, draw the plots and rewrite the README."""
+    """Train the three modes, draw the plots, write the results and the README."""
     started = time.perf_counter()
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -442,7 +274,7 @@ def main(argv: list[str] | None = None) -> None:
     init = copy.deepcopy(net.state_dict())
     lrs = {"batch": args.lr_batch, "minibatch": args.lr_minibatch, "stochastic": args.lr_stochastic}
     data = {mode: datamodule(mode, args) for mode in MODES}
-    arms = [train(data[mode], lrs[mode], init, args) for mode in MODES]
+    arms = [train_mode(data[mode], lrs[mode], init, args) for mode in MODES]
 
     images, targets = next(iter(data["batch"].train_dataloader()))
     batch = (images, targets.view(-1, 1))
@@ -452,24 +284,23 @@ def main(argv: list[str] | None = None) -> None:
         "random": filter_normalized_directions(net, torch.Generator().manual_seed(args.seed)),
     }
     shares = {
-        arm.mode: tuple(
-            share_in_plane(arm.path[-1], origin, planes[name]) for name in ("pca", "random")
-        )
+        arm.mode: {
+            name: share_in_plane(arm.path[-1], origin, directions)
+            for name, directions in planes.items()
+        }
         for arm in arms
     }
     save(curves(arms), args.out / "loss_curves.png")
-    views = {  # plane: (grid span, title)
+    points = torch.cat([project(arm.path, origin, planes["random"]) for arm in arms])
+    radius = max(1.0, 1.1 * points.abs().max().item())  # [−1, 1], or all the paths if wider
+    square = torch.linspace(-radius, radius, args.resolution, dtype=torch.float64)
+    views = {  # plane: (grid, title)
         "pca": (None, "d₁, d₂: the paths' two principal directions"),
-        "random": (1.0, "d₁, d₂: random, filter-normalised (span 1)"),
+        "random": ((square, square), "d₁, d₂: random, filter-normalised (span 1)"),
     }
     for name, directions in planes.items():
-        span, title = views[name]
-        figure = landscape(arms, net, batch, directions, args.resolution, span, title)
+        grid, title = views[name]
+        figure = landscape_plot(arms, net, batch, directions, grid, args, title)
         save(figure, args.out / f"landscape_{name}.png")
     n_parameters = sum(p.numel() for p in net.parameters())
-    write_readme(args.out, args, arms, shares, n_parameters, time.perf_counter() - started)
-    print(f"wrote {args.out / 'README.md'}")
-
-
-if __name__ == "__main__":
-    main()
+    publish("gd_modes", results(args, arms, shares, n_parameters, started), args.out)

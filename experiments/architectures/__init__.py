@@ -1,0 +1,1 @@
+"""Logistic regression vs 2-layer vs 4-layer network: ``python -m experiments.architectures``."""

@@ -1,0 +1,1 @@
+"""How hard is ``SyntheticCats``? ``python -m experiments.data_difficulty``."""

@@ -1,0 +1,1 @@
+"""MAE vs MSE vs binary cross-entropy: ``python -m experiments.losses``."""

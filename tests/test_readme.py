@@ -23,8 +23,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests import test_cli, test_train
+from tests import test_cli, test_train, test_wheel
 from tests.cases import TINY, write_photos
+from tests.experiments import test_studies
 from tests.reliability import test_ddp, test_resume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +176,9 @@ def test_the_tests_the_readme_calls_slow_are_marked_slow():
         test_ddp.test_weights_and_momentum_after_n_steps_equal_one_process,
         test_resume.test_a_run_killed_with_sigkill_resumes_to_the_same_weights_as_an_uninterrupted_run,
         test_cli.test_resuming_as_the_readme_says_continues_the_same_run,
+        test_every_python_snippet_in_the_readme_runs,
+        test_wheel.test_train_eval_and_predict_run_from_outside_the_repository,
+        test_studies.test_gd_modes,
     ]
     for test in slow:
         assert "slow" in {mark.name for mark in test.pytestmark}, test.__name__

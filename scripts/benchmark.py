@@ -1113,8 +1113,6 @@ def _plain_activate(name: str, z: torch.Tensor) -> torch.Tensor:
 TRICKS: dict[str, dict[str, Any]] = {
     "cheaper apply (positional form)": {"Function.apply": classmethod(_plain_apply)},
     "shared constants": {"shared_constant": lambda value, like: like.new_full((), value)},
-    "mean by a shared N": {"mean": torch.Tensor.mean},
-    "scaled product in one kernel": {"scaled_product": lambda a, b, scale: a * b * scale},
     "one-byte ReLU mask": {"relu_mask": lambda a: (a != 0).to(a.dtype)},
     "writing over temporaries": {
         "may_write_in_place": lambda: False,

@@ -36,7 +36,7 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
         return loss
     if reduction == "sum":
         return loss.sum()  # C = Σᵢ ℓᵢ
-    return _fast.mean(loss)  # C = (1/N) Σᵢ ℓᵢ
+    return loss.mean()  # C = (1/N) Σᵢ ℓᵢ
 
 
 def _reduction_scale(grad_output: Tensor, reduction: str, count: Tensor | int) -> Tensor:
@@ -254,11 +254,11 @@ class BCEWithLogitsLossFunction(_fast.Function):
                 dl_dz = torch.sigmoid(input) - target  # σ(z) − y
             else:
                 dl_dz = (1 + (pos_weight - 1) * target) * torch.sigmoid(input) - pos_weight * target
-            grad_input = _fast.scaled_product(dl_dz, g, scale)  # ∂C/∂z = g ⊙ ∂ℓ/∂z / N
+            grad_input = dl_dz * g * scale  # ∂C/∂z = g ⊙ ∂ℓ/∂z / N
         if needs_target:
             if pos_weight is None:
                 dl_dy = -input  # −z
             else:
                 dl_dy = (pos_weight - 1) * log1p_exp(-input) - input
-            grad_target = _fast.scaled_product(dl_dy, g, scale)  # ∂C/∂y = g ⊙ ∂ℓ/∂y / N
+            grad_target = dl_dy * g * scale  # ∂C/∂y = g ⊙ ∂ℓ/∂y / N
         return grad_input, grad_target, None, None, None

@@ -61,9 +61,10 @@ runs gdtorch's Functions inside the compiled graph (with the same values). Those
 counted: counts are Python state, and Dynamo would recompile whenever they change.
 
 Cost: every torch call in the block, not only the ops above, passes through the mode's Python
-``__torch_function__`` (about 1-5 µs each on a CPU core), and the ops taken over run gdtorch's
-Functions one by one. The context need only cover the forward pass: the graph it records
-carries the hand-written backward, wherever ``backward()`` is called.
+``__torch_function__``, and the ops taken over run gdtorch's Functions one by one
+(``scripts/benchmark.py --only handwritten`` measures both). The context need only cover the
+forward pass: the graph it records carries the hand-written backward, wherever ``backward()``
+is called.
 """
 
 from __future__ import annotations

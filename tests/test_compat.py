@@ -62,7 +62,7 @@ def test_legacy_reduction_reads_the_deprecated_arguments_as_torch_does(
     assert torch.equal(reference, torch.nn.functional.mse_loss(x, y, reduction=expected))
 
 
-def test_default_foreach_is_on_for_cpu_tensors_as_sgd_chooses():
+def test_default_foreach_is_off_for_cpu_tensors_as_sgd_chooses():
     params = [torch.zeros(2)]
     assert _compat.default_foreach(params) is False  # torch's default on CPU: the for loop
     optimizer = torch.optim.SGD(params, lr=0.1)

@@ -12,9 +12,9 @@ measures what each buys by swapping it for that plain expression:
 * :func:`may_write_in_place` and :func:`activate_` — overwrite a temporary instead of making
   another (plain: never in place).
 
-Two earlier tricks were measured and dropped, as they bought nothing a benchmark could see
-(ratios 0.99–1.05 of the step with the plain expression, ``benchmark-10.json``): a mean as
-``Σ ℓᵢ`` divided by a shared ``N``, and BCE's ``g ⊙ (σ(z) − y) / N`` in one ``addcmul``.
+Two earlier tricks were measured by those rows and dropped, as they bought nothing the
+benchmark could see: a mean as ``Σ ℓᵢ`` divided by a shared ``N``, and BCE's
+``g ⊙ (σ(z) − y) / N`` in one ``addcmul``.
 """
 
 from __future__ import annotations

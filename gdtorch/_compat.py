@@ -14,12 +14,14 @@ from torch import Tensor
 from torch.autograd.function import FunctionMeta
 from torch.nn import _reduction
 from torch.nn.modules import module as _module
+from torch.optim import optimizer as _optimizer
 from torch.optim.optimizer import Optimizer, _default_to_fused_or_foreach
 
 __all__ = [
     "FunctionMeta",
     "any_autocast_enabled",
     "default_foreach",
+    "disable_dynamo",
     "foreach_add",
     "foreach_add_",
     "foreach_mul_",
@@ -28,7 +30,9 @@ __all__ = [
     "functorch_transforms_active",
     "group_by_device_and_dtype",
     "has_hooks",
+    "has_step_hooks",
     "legacy_reduction",
+    "profiler_enabled",
 ]
 
 # ``torch.autograd.Function``'s metaclass, which ``torch.compile`` recognises by exact type.
@@ -40,6 +44,13 @@ functorch_transforms_active = torch._C._are_functorch_transforms_active
 
 any_autocast_enabled = torch._C._is_any_autocast_enabled
 """Whether autocast is on for any device: ten times cheaper than asking per device."""
+
+profiler_enabled = torch._C._autograd._profiler_enabled
+"""Whether a profiler (``torch.profiler.profile``, ``emit_nvtx``, ...) records this thread."""
+
+disable_dynamo = torch._disable_dynamo
+"""Decorator: ``torch.compile`` runs the function eagerly instead of tracing it, as it does
+``torch.optim.Optimizer.zero_grad``."""
 
 # The multi-tensor kernels ``torch.optim.SGD`` uses for its ``foreach`` path.
 foreach_add = torch._foreach_add
@@ -82,3 +93,14 @@ def has_hooks(modules: Sequence[torch.nn.Module]) -> bool:
         ):
             return True
     return False
+
+
+def has_step_hooks(optimizer: Optimizer) -> bool:
+    """Whether a step pre- or post-hook is registered on ``optimizer`` or on every optimizer
+    (``torch.optim.optimizer.register_optimizer_step_pre_hook`` and its post twin)."""
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or _optimizer._global_optimizer_pre_hooks
+        or _optimizer._global_optimizer_post_hooks
+    )

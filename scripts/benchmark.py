@@ -65,6 +65,7 @@ import contextlib
 import dataclasses
 import datetime
 import gc
+import importlib
 import json
 import os
 import platform
@@ -107,7 +108,7 @@ EXTRAS_SHARE_TARGET = 0.05  # TensorBoardExtras + NonFiniteLossGuard: at most 5 
 HELP_TARGET = 1.5  # gdtorch-train --help against python -c "import torch"
 IMPORT_EXTRA_TARGET = 0.3  # seconds the core import may add to python -c "import torch"
 # Row groups for --only: training step, memory and optimizer; what each trick of
-# gdtorch/autograd/_fast.py buys; epoch; run; process start-up;
+# gdtorch/autograd/_fast.py and gdtorch/optim/_fast.py buys; epoch; run; process start-up;
 # the handwritten() step rows alone (also part of "step").
 GROUPS = ("step", "tricks", "epoch", "run", "process", "handwritten")
 EXTRAS = (TensorBoardExtras, NonFiniteLossGuard)  # the callbacks of the run_extras rows
@@ -1108,27 +1109,34 @@ def _plain_activate(name: str, z: torch.Tensor) -> torch.Tensor:
     return {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[name](z)
 
 
-# Each trick of gdtorch/autograd/_fast.py, and the plain expression that replaces it: the
-# attributes of ``_fast`` that the maths files call are swapped for the duration of a call.
+# Each trick of gdtorch/autograd/_fast.py and gdtorch/optim/_fast.py, and the plain expression
+# that replaces it: the attributes the maths files and the optimizer call are swapped for the
+# duration of a call (``module:attribute``, the module in the package ``gdtorch``).
 TRICKS: dict[str, dict[str, Any]] = {
-    "cheaper apply (positional form)": {"Function.apply": classmethod(_plain_apply)},
-    "shared constants": {"shared_constant": lambda value, like: like.new_full((), value)},
-    "one-byte ReLU mask": {"relu_mask": lambda a: (a != 0).to(a.dtype)},
-    "writing over temporaries": {
-        "may_write_in_place": lambda: False,
-        "activate_": _plain_activate,
+    "cheaper apply (positional form)": {"autograd._fast:Function.apply": classmethod(_plain_apply)},
+    "shared constants": {
+        "autograd._fast:shared_constant": lambda value, like: like.new_full((), value)
     },
+    "one-byte ReLU mask": {"autograd._fast:relu_mask": lambda a: (a != 0).to(a.dtype)},
+    "writing over temporaries": {
+        "autograd._fast:may_write_in_place": lambda: False,
+        "autograd._fast:activate_": _plain_activate,
+    },
+    "optimizer ranges only under a profiler": {"optim._fast:profiler_running": lambda: True},
 }
 TRICK_SHAPES = (STOCHASTIC_SHAPE, CAT_SHAPE)
 
 
 @contextlib.contextmanager
 def _without(replacements: dict[str, Any]) -> Iterator[None]:
-    """``_fast`` with the given attributes replaced by their plain versions, then restored."""
+    """gdtorch with the given attributes replaced by their plain versions, then restored."""
     saved = []
     for path, plain in replacements.items():
-        owner_name, _, name = path.rpartition(".")
-        owner = getattr(_fast, owner_name) if owner_name else _fast
+        module_name, _, attribute = path.partition(":")
+        owner_name, _, name = attribute.rpartition(".")
+        owner = importlib.import_module(f"gdtorch.{module_name}")
+        if owner_name:
+            owner = getattr(owner, owner_name)
         saved.append((owner, name, owner.__dict__[name]))
         setattr(owner, name, plain)
     try:
@@ -1139,7 +1147,7 @@ def _without(replacements: dict[str, Any]) -> Iterator[None]:
 
 
 def _trick_rows(device: str, settings: Settings) -> Iterator[Row]:
-    """What each trick of ``_fast.py`` buys: gdtorch's eager step with it against without it.
+    """What each trick of the ``_fast.py`` modules buys: gdtorch's step with it and without it.
 
     Both sides are gdtorch's model, loss and optimizer from the same weights; the second side
     runs with the trick replaced by its plain expression (:data:`TRICKS`). A ratio below 1 is

@@ -7,6 +7,10 @@ import warnings
 
 import pytest
 import torch
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 from gdtorch import _compat
 
@@ -117,3 +121,41 @@ def test_has_hooks_sees_module_hooks_and_global_hooks():
     finally:
         handle.remove()
     assert _compat.has_hooks(layers) is False
+
+
+def test_profiler_enabled_is_true_only_while_a_profiler_records():
+    assert _compat.profiler_enabled() is False
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        assert _compat.profiler_enabled() is True
+    with torch.autograd.profiler.profile():
+        assert _compat.profiler_enabled() is True
+    assert _compat.profiler_enabled() is False
+
+
+def test_disable_dynamo_makes_compile_run_the_function_eagerly():
+    seen = []
+
+    @_compat.disable_dynamo
+    def eager(x):
+        seen.append(torch.compiler.is_compiling())
+        return x + 1
+
+    compiled = torch.compile(lambda x: eager(x) * 2, backend="eager")
+    assert compiled(torch.ones(2)).tolist() == [4.0, 4.0]
+    assert seen == [False]
+
+
+def test_has_step_hooks_sees_an_optimizers_hooks_and_global_ones():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    assert _compat.has_step_hooks(optimizer) is False
+    for register in (optimizer.register_step_pre_hook, optimizer.register_step_post_hook):
+        handle = register(lambda opt, args, kwargs: None)
+        assert _compat.has_step_hooks(optimizer) is True
+        handle.remove()
+    for register in (register_optimizer_step_pre_hook, register_optimizer_step_post_hook):
+        handle = register(lambda opt, args, kwargs: None)
+        try:
+            assert _compat.has_step_hooks(optimizer) is True
+        finally:
+            handle.remove()
+    assert _compat.has_step_hooks(optimizer) is False

@@ -24,6 +24,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 from gdtorch import _compat
+from gdtorch.optim import _fast
 
 __all__ = ["GradientDescent", "gradient_descent"]
 
@@ -217,6 +218,17 @@ class GradientDescent(Optimizer):
             "foreach": foreach,
         }
         super().__init__(params, defaults)
+
+    # torch's step and zero_grad bookkeeping, skipped when nothing would see it (optim/_fast.py)
+    profile_hook_step = staticmethod(_fast.profile_hook_step)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset every parameter's gradient, as ``torch.optim.Optimizer.zero_grad`` does.
+
+        Args:
+            set_to_none: Set each ``.grad`` to ``None`` (the default) rather than to zeros.
+        """
+        _fast.zero_grad(self, set_to_none)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore from a pickle or ``load_state_dict``, filling in options missing from old state.

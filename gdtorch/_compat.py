@@ -30,9 +30,9 @@ __all__ = [
     "functorch_transforms_active",
     "group_by_device_and_dtype",
     "has_hooks",
-    "has_step_hooks",
     "legacy_reduction",
     "profiler_enabled",
+    "step_hooks",
 ]
 
 # ``torch.autograd.Function``'s metaclass, which ``torch.compile`` recognises by exact type.
@@ -95,12 +95,17 @@ def has_hooks(modules: Sequence[torch.nn.Module]) -> bool:
     return False
 
 
-def has_step_hooks(optimizer: Optimizer) -> bool:
-    """Whether a step pre- or post-hook is registered on ``optimizer`` or on every optimizer
-    (``torch.optim.optimizer.register_optimizer_step_pre_hook`` and its post twin)."""
-    return bool(
-        optimizer._optimizer_step_pre_hooks
-        or optimizer._optimizer_step_post_hooks
-        or _optimizer._global_optimizer_pre_hooks
-        or _optimizer._global_optimizer_post_hooks
+def step_hooks(optimizer: Optimizer) -> tuple[list, list]:
+    """The step pre-hooks and post-hooks ``optimizer.step()`` runs, each list in torch's order:
+    pre-hooks global first (``torch.optim.optimizer.register_optimizer_step_pre_hook``), then the
+    optimizer's own; post-hooks the optimizer's own first, then global."""
+    return (
+        [
+            *_optimizer._global_optimizer_pre_hooks.values(),
+            *optimizer._optimizer_step_pre_hooks.values(),
+        ],
+        [
+            *optimizer._optimizer_step_post_hooks.values(),
+            *_optimizer._global_optimizer_post_hooks.values(),
+        ],
     )

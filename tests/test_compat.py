@@ -145,17 +145,28 @@ def test_disable_dynamo_makes_compile_run_the_function_eagerly():
     assert seen == [False]
 
 
-def test_has_step_hooks_sees_an_optimizers_hooks_and_global_ones():
+def test_step_hooks_lists_an_optimizers_hooks_and_global_ones_in_torchs_order():
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
-    assert _compat.has_step_hooks(optimizer) is False
-    for register in (optimizer.register_step_pre_hook, optimizer.register_step_post_hook):
-        handle = register(lambda opt, args, kwargs: None)
-        assert _compat.has_step_hooks(optimizer) is True
-        handle.remove()
-    for register in (register_optimizer_step_pre_hook, register_optimizer_step_post_hook):
-        handle = register(lambda opt, args, kwargs: None)
-        try:
-            assert _compat.has_step_hooks(optimizer) is True
-        finally:
+    assert _compat.step_hooks(optimizer) == ([], [])
+    calls = []
+
+    def hook(name):
+        return lambda opt, args, kwargs: calls.append(name)
+
+    handles = [
+        optimizer.register_step_pre_hook(hook("pre")),
+        optimizer.register_step_post_hook(hook("post")),
+        register_optimizer_step_pre_hook(hook("global pre")),
+        register_optimizer_step_post_hook(hook("global post")),
+    ]
+    try:
+        pre_hooks, post_hooks = _compat.step_hooks(optimizer)
+        for h in (*pre_hooks, *post_hooks):
+            h(optimizer, (), {})
+        listed, calls[:] = list(calls), []
+        optimizer.step()  # torch's own order, through torch's own wrapper
+        assert listed == calls == ["global pre", "pre", "post", "global post"]
+    finally:
+        for handle in handles:
             handle.remove()
-    assert _compat.has_step_hooks(optimizer) is False
+    assert _compat.step_hooks(optimizer) == ([], [])

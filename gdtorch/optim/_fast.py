@@ -3,10 +3,10 @@
 ``torch.optim.Optimizer`` wraps every ``step`` (``Optimizer.profile_hook_step``) and every
 ``zero_grad`` in a profiler range, ``record_function``, which it opens and closes even when no
 profiler is running; on a small network that bookkeeping costs more than the update itself.
-:func:`profile_hook_step` and :func:`zero_grad` run torch's own code whenever anything could
-see the difference — a profiler recording, a step hook registered, gradients zeroed rather than
-dropped — and otherwise go straight to the work. ``scripts/benchmark.py`` (``--only tricks``)
-measures what this buys by making :func:`profiler_running` always true.
+:func:`profile_hook_step` and :func:`zero_grad` run torch's own code under a profiler, and
+otherwise do the same work without the range: the same step hooks in the same order, the same
+gradients left behind. ``scripts/benchmark.py`` (``--only tricks``) measures what this buys by
+making :func:`profiler_running` always true.
 """
 
 from __future__ import annotations
@@ -25,18 +25,32 @@ profiler_running = _compat.profiler_enabled
 def profile_hook_step(step: Callable[..., Any]) -> Callable[..., Any]:
     """``step`` as ``Optimizer.profile_hook_step`` wraps it, the range opened only when recorded.
 
-    Under a profiler, or with a step pre- or post-hook registered, torch's wrapper runs:
-    the range ``Optimizer.step#<class>.step``, the hooks in torch's order, and the profiler's
-    ``_optimizer_step_code`` entry point. Otherwise none of them has anything to do, and
-    ``step`` runs alone.
+    Under a profiler, torch's own wrapper runs: the range ``Optimizer.step#<class>.step``, the
+    step hooks, and the profiler's ``_optimizer_step_code`` entry point. Otherwise the hooks run
+    as torch runs them — pre-hooks, which may replace the arguments, then ``step``, then
+    post-hooks, each in torch's order — without the range nothing records.
     """
     hooked = Optimizer.profile_hook_step(step)
 
     @functools.wraps(step)
-    def wrapper(self: Optimizer, *args: Any, **kwargs: Any) -> Any:
-        if profiler_running() or _compat.has_step_hooks(self):
-            return hooked(self, *args, **kwargs)
-        return step(self, *args, **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        optimizer = args[0]
+        if profiler_running():
+            return hooked(*args, **kwargs)
+        pre_hooks, post_hooks = _compat.step_hooks(optimizer)
+        for pre_hook in pre_hooks:
+            result = pre_hook(optimizer, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(
+                        f"{step} must return None or a tuple of (new_args, new_kwargs), but got "
+                        f"{result}."
+                    )
+                args, kwargs = result
+        out = step(*args, **kwargs)
+        for post_hook in post_hooks:
+            post_hook(optimizer, args, kwargs)
+        return out
 
     return wrapper
 

@@ -43,7 +43,8 @@ def test_a_profiler_sees_the_step_and_zero_grad_ranges_as_it_sees_sgds(cls):
 
 
 @pytest.mark.parametrize(("cls", "ranges"), [(GradientDescent, 0), (SGD, 2)])
-def test_no_range_is_opened_when_nothing_records_it(cls, ranges, monkeypatch):
+@pytest.mark.parametrize("with_hook", [False, True])
+def test_no_range_is_opened_when_nothing_records_it(cls, ranges, with_hook, monkeypatch):
     opened = []
     record_function = torch.autograd.profiler.record_function
 
@@ -52,8 +53,13 @@ def test_no_range_is_opened_when_nothing_records_it(cls, ranges, monkeypatch):
         return record_function(name, *args)
 
     monkeypatch.setattr(torch.autograd.profiler, "record_function", counting)
-    _step_and_zero(_optimizer(cls))
+    optimizer = _optimizer(cls)
+    stepped = []
+    if with_hook:  # as TensorBoardExtras hooks every step
+        optimizer.register_step_post_hook(lambda opt, args, kwargs: stepped.append(opt))
+    _step_and_zero(optimizer)
     assert len(opened) == ranges  # SGD opens both ranges anyway: the reference really counts
+    assert stepped == ([optimizer] if with_hook else [])
 
 
 def _hooked_run(cls: type[torch.optim.Optimizer]) -> tuple[list[str], list[torch.Tensor]]:

@@ -246,19 +246,20 @@ class BCEWithLogitsLossFunction(_fast.Function):
     def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
         input, target, weight, pos_weight = ctx.saved_tensors
         needs_input, needs_target, _, _, _ = ctx.needs_input_grad
-        scale = 1 / max(input.numel(), 1) if ctx.reduction == "mean" else 1  # ∂C/∂ℓᵢ
-        g = grad_output if weight is None else grad_output * weight
+        g = _reduction_scale(grad_output, ctx.reduction, input.numel())  # g ⊙ ∂C/∂ℓᵢ
+        if weight is not None:
+            g = g * weight
         grad_input = grad_target = None
         if needs_input:
             if pos_weight is None:
                 dl_dz = torch.sigmoid(input) - target  # σ(z) − y
             else:
                 dl_dz = (1 + (pos_weight - 1) * target) * torch.sigmoid(input) - pos_weight * target
-            grad_input = dl_dz * g * scale  # ∂C/∂z = g ⊙ ∂ℓ/∂z / N
+            grad_input = dl_dz * g  # ∂C/∂z = g ⊙ ∂ℓ/∂z / N
         if needs_target:
             if pos_weight is None:
                 dl_dy = -input  # −z
             else:
                 dl_dy = (pos_weight - 1) * log1p_exp(-input) - input
-            grad_target = dl_dy * g * scale  # ∂C/∂y = g ⊙ ∂ℓ/∂y / N
+            grad_target = dl_dy * g  # ∂C/∂y = g ⊙ ∂ℓ/∂y / N
         return grad_input, grad_target, None, None, None

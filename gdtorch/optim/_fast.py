@@ -28,7 +28,7 @@ def profile_hook_step(step: Callable[..., Any]) -> Callable[..., Any]:
     Under a profiler, torch's own wrapper runs: the range ``Optimizer.step#<class>.step``, the
     step hooks, and the profiler's ``_optimizer_step_code`` entry point. Otherwise the hooks run
     as torch runs them — pre-hooks, which may replace the arguments, then ``step``, then
-    post-hooks, each in torch's order — without the range nothing records.
+    post-hooks, each in torch's order — without the range, which nothing would record.
     """
     hooked = Optimizer.profile_hook_step(step)
 

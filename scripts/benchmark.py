@@ -48,7 +48,9 @@ Rows, by kind:
 * ``run``: ``trainer.fit`` of a default run as ``run(cfg)`` configures it (callbacks, TensorBoard,
   checkpoints, validation), per mode, against a plain PyTorch loop of the same updates on the
   same tensors in the same order, with one validation pass per epoch; each repetition's pair is
-  one whole run of each. ``max_weight_difference`` checks that both ended on the same weights.
+  one whole run of each, each in a fresh process of its own (as a user's run starts), its clock
+  started on data already made. ``max_weight_difference`` checks that both ended on the same
+  weights.
 * ``run_extras``: the share of such a fit spent inside ``TensorBoardExtras``' and
   ``NonFiniteLossGuard``'s hooks.
 * ``process``: ``import gdtorch, …``, ``gdtorch-train --help`` and the time from process start
@@ -714,45 +716,45 @@ def _built_run(
 
 
 @dataclasses.dataclass
-class _Fit:
-    """One ``trainer.fit`` as ``run(cfg)`` configures it, and what a plain loop needs to copy."""
+class _Run:
+    """One side of a ``run`` pair, as its process reports it."""
 
     seconds: float
     epochs: int
     updates: int
-    initial: dict[str, torch.Tensor]
     final: dict[str, torch.Tensor]
-    datamodule: Any
 
 
-def _fit(overrides: Sequence[str]) -> _Fit:
+def _fit(overrides: Sequence[str]) -> _Run:
     """Builds a run with :func:`_built_run` and times its fit."""
     with tempfile.TemporaryDirectory() as output_dir:
         trainer, model, datamodule = _built_run(overrides, Path(output_dir))
-        initial = deepcopy(model.net.state_dict())
         start = time.perf_counter()
         fit(trainer, model, datamodule)
         seconds = time.perf_counter() - start
     final = deepcopy(model.net.state_dict())
-    return _Fit(seconds, trainer.current_epoch, trainer.global_step, initial, final, datamodule)
+    return _Run(seconds, trainer.current_epoch, trainer.global_step, final)
 
 
-def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, torch.Tensor]]:
-    """The same updates as ``fit`` in a plain PyTorch loop: seconds and final weights.
+def _plain_run(overrides: Sequence[str], epochs: int) -> _Run:
+    """The updates of a fit of ``epochs`` epochs in a plain PyTorch loop.
 
-    The same network, loss and optimizer from the same config and initial weights, on the same
-    tensors in the same order (gdtorch's ``TensorBatchLoader``, one batch per update, normalised
-    once), with one validation pass (loss and accuracy) after every epoch the run validates
-    (``trainer.check_val_every_n_epoch``).
+    The same network, loss and optimizer from the same config and seed, so the same initial
+    weights, on the same tensors in the same order (gdtorch's ``TensorBatchLoader``, one batch
+    per update, normalised once), with one validation pass (loss and accuracy) after every
+    epoch the run validates (``trainer.check_val_every_n_epoch``).
     """
+    with tempfile.TemporaryDirectory() as output_dir:
+        _, model, data = _built_run(overrides, Path(output_dir))
     cfg = _run_config(overrides, Path(tempfile.gettempdir()))
     net = instantiate(cfg.model)
-    net.load_state_dict(fit.initial)
+    net.load_state_dict(model.net.state_dict())
     loss_fn = instantiate(cfg.loss)
     optimizer = instantiate(cfg.optimizer)(net.parameters())
-    data, mode = fit.datamodule, cfg.data.mode
+    mode = cfg.data.mode
     batch_size = {"batch": len(data.train_set), "stochastic": 1, "minibatch": cfg.data.batch_size}
     outputs_logits = isinstance(loss_fn, torch.nn.BCEWithLogitsLoss)
+    updates = 0
     start = time.perf_counter()
     train = TensorBatchLoader(
         data.train_set.images,
@@ -765,13 +767,14 @@ def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, to
     val = TensorBatchLoader(
         data.val_set.images, data.val_set.targets, 1024, normalize=(data.mean, data.std)
     )
-    for epoch in range(fit.epochs):
+    for epoch in range(epochs):
         for images, targets in train:
             output = net(images)
             loss = loss_fn(output, targets.to(output.dtype).view_as(output))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            updates += 1
         if (epoch + 1) % cfg.trainer.check_val_every_n_epoch:
             continue
         with torch.no_grad():
@@ -781,7 +784,43 @@ def _plain_run(overrides: Sequence[str], fit: _Fit) -> tuple[float, dict[str, to
                 probability = torch.sigmoid(output) if outputs_logits else output
                 accuracy = ((probability.flatten() >= 0.5) == (targets >= 0.5)).float().mean()
                 loss.item(), accuracy.item()
-    return time.perf_counter() - start, net.state_dict()
+    return _Run(time.perf_counter() - start, epochs, updates, net.state_dict())
+
+
+def _run_side(side: str, overrides: Sequence[str], epochs: int) -> _Run:
+    """One side of a ``run`` pair in a fresh Python process, as a user's run starts.
+
+    Repeated in one process, a plain loop that followed another plain loop found the memory as
+    that one left it and ran up to a third faster than one that followed a fit: the pair's
+    ratio then depended on which side ran first. In its own process each side starts as
+    ``gdtorch-train`` does, with the same threads and CPUs as this one.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "run.pt"
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--threads",
+            str(torch.get_num_threads()),
+            "--run-side",
+            json.dumps({"side": side, "overrides": list(overrides), "epochs": epochs}),
+            "--out",
+            str(out),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"{side} run failed:\n{done.stderr[-4000:]}")
+        return _Run(**torch.load(out, weights_only=True))
+
+
+def _one_side(request: str, out: Path) -> None:
+    """``--run-side``: runs one side of a ``run`` pair here and saves it to ``out``."""
+    asked = json.loads(request)
+    if asked["side"] == "fit":
+        result = _fit(asked["overrides"])
+    else:
+        result = _plain_run(asked["overrides"], asked["epochs"])
+    torch.save(dataclasses.asdict(result), out)
 
 
 def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -789,17 +828,17 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 
 
 def _run_rows(settings: Settings) -> Iterator[Row]:
-    """Per mode: ``trainer.fit`` of a default run against a plain loop of the same updates."""
+    """Per mode: ``trainer.fit`` of a default run against a plain loop of the same updates,
+    each in its own process (:func:`_run_side`)."""
     for mode, overrides in settings.run_cases.items():
         fits, plains, differences = [], [], []
         for rep in range(settings.run_reps):
             for side in ("fit", "plain") if rep % 2 == 0 else ("plain", "fit"):
                 if side == "fit":
-                    fits.append(_fit(overrides))
+                    fits.append(_run_side("fit", overrides, 0))
                 else:  # runs are seeded: an odd repetition's loop mirrors the previous fit
-                    seconds, final = _plain_run(overrides, fits[-1])
-                    plains.append(seconds)
-            differences.append(_max_difference(fits[-1].final, final))
+                    plains.append(_run_side("plain", overrides, fits[-1].epochs))
+            differences.append(_max_difference(fits[-1].final, plains[-1].final))
         seconds = [fit.seconds for fit in fits]
         yield Row(
             "run",
@@ -807,7 +846,7 @@ def _run_rows(settings: Settings) -> Iterator[Row]:
             "cpu",
             "s",
             Stats.of(seconds),
-            Stats.of(plains),
+            Stats.of([plain.seconds for plain in plains]),
             RUN_TARGETS[mode],
             details={
                 "reps": settings.run_reps,
@@ -815,7 +854,7 @@ def _run_rows(settings: Settings) -> Iterator[Row]:
                 "updates": fits[-1].updates,
                 "max_weight_difference": max(differences),
             },
-            paired_ratios=[f / p for f, p in zip(seconds, plains, strict=True)],
+            paired_ratios=[f / p.seconds for f, p in zip(seconds, plains, strict=True)],
         )
 
 
@@ -1229,6 +1268,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(GROUPS),
         help=f"comma-separated groups of rows among {','.join(GROUPS)} (default: all)",
     )
+    # internal: one side of a run row, in the process _run_side starts
+    parser.add_argument("--run-side", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -1244,6 +1285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.run_side is not None:
+        _one_side(args.run_side, args.out)
+        return 0
     settings = QUICK if args.quick else FULL
     machine = _machine()
     sections = []

@@ -49,7 +49,7 @@ Rows, by kind:
   checkpoints, validation), per mode, against a plain PyTorch loop of the same updates on the
   same tensors in the same order, with one validation pass per epoch; each repetition's pair is
   one whole run of each, each in a fresh process of its own (as a user's run starts), its clock
-  started on data already made. ``max_weight_difference`` checks that both ended on the same
+  started on data already made and on memory as recently used as the other side's. ``max_weight_difference`` checks that both ended on the same
   weights.
 * ``run_extras``: the share of such a fit spent inside ``TensorBoardExtras``' and
   ``NonFiniteLossGuard``'s hooks.
@@ -68,7 +68,9 @@ import dataclasses
 import datetime
 import gc
 import importlib
+import io
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -76,6 +78,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import deepcopy
 from pathlib import Path
@@ -106,6 +109,7 @@ COMPILED_TARGET = 1.05
 MEMORY_TARGET = 1.00
 OPTIMIZER_TARGET = 1.05
 RUN_TARGETS = {"stochastic": 1.5, "minibatch": 1.25, "batch": 1.25}
+RUN_MEMORY_TOUCHED = 2**30  # bytes each side of a run pair writes before its clock starts
 EXTRAS_SHARE_TARGET = 0.05  # TensorBoardExtras + NonFiniteLossGuard: at most 5 % of a fit
 HELP_TARGET = 1.5  # gdtorch-train --help against python -c "import torch"
 IMPORT_EXTRA_TARGET = 0.3  # seconds the core import may add to python -c "import torch"
@@ -725,19 +729,25 @@ class _Run:
     final: dict[str, torch.Tensor]
 
 
-def _fit(overrides: Sequence[str]) -> _Run:
-    """Builds a run with :func:`_built_run` and times its fit."""
-    with tempfile.TemporaryDirectory() as output_dir:
-        trainer, model, datamodule = _built_run(overrides, Path(output_dir))
-        start = time.perf_counter()
-        fit(trainer, model, datamodule)
-        seconds = time.perf_counter() - start
-    final = deepcopy(model.net.state_dict())
-    return _Run(seconds, trainer.current_epoch, trainer.global_step, final)
+def _fit(overrides: Sequence[str]) -> Callable[[int], _Run]:
+    """Builds a run with :func:`_built_run`; the call it returns times its fit (its argument,
+    the epochs of a plain loop, is not used: the run stops as its config says)."""
+    output_dir = tempfile.TemporaryDirectory()
+    trainer, model, datamodule = _built_run(overrides, Path(output_dir.name))
+
+    def timed(_: int) -> _Run:
+        with output_dir:
+            start = time.perf_counter()
+            fit(trainer, model, datamodule)
+            seconds = time.perf_counter() - start
+        final = deepcopy(model.net.state_dict())
+        return _Run(seconds, trainer.current_epoch, trainer.global_step, final)
+
+    return timed
 
 
-def _plain_run(overrides: Sequence[str], epochs: int) -> _Run:
-    """The updates of a fit of ``epochs`` epochs in a plain PyTorch loop.
+def _plain_run(overrides: Sequence[str]) -> Callable[[int], _Run]:
+    """The call it returns times the updates of a fit of that many epochs in a plain loop.
 
     The same network, loss and optimizer from the same config and seed, so the same initial
     weights, on the same tensors in the same order (gdtorch's ``TensorBatchLoader``, one batch
@@ -754,73 +764,108 @@ def _plain_run(overrides: Sequence[str], epochs: int) -> _Run:
     mode = cfg.data.mode
     batch_size = {"batch": len(data.train_set), "stochastic": 1, "minibatch": cfg.data.batch_size}
     outputs_logits = isinstance(loss_fn, torch.nn.BCEWithLogitsLoss)
-    updates = 0
-    start = time.perf_counter()
-    train = TensorBatchLoader(
-        data.train_set.images,
-        data.train_set.targets,
-        batch_size[mode],
-        shuffle=mode != "batch",
-        seed=cfg.data.seed,
-        normalize=(data.mean, data.std),
-    )
-    val = TensorBatchLoader(
-        data.val_set.images, data.val_set.targets, 1024, normalize=(data.mean, data.std)
-    )
-    for epoch in range(epochs):
-        for images, targets in train:
-            output = net(images)
-            loss = loss_fn(output, targets.to(output.dtype).view_as(output))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            updates += 1
-        if (epoch + 1) % cfg.trainer.check_val_every_n_epoch:
-            continue
-        with torch.no_grad():
-            for images, targets in val:
+
+    def timed(epochs: int) -> _Run:
+        updates = 0
+        start = time.perf_counter()
+        train = TensorBatchLoader(
+            data.train_set.images,
+            data.train_set.targets,
+            batch_size[mode],
+            shuffle=mode != "batch",
+            seed=cfg.data.seed,
+            normalize=(data.mean, data.std),
+        )
+        val = TensorBatchLoader(
+            data.val_set.images, data.val_set.targets, 1024, normalize=(data.mean, data.std)
+        )
+        for epoch in range(epochs):
+            for images, targets in train:
                 output = net(images)
                 loss = loss_fn(output, targets.to(output.dtype).view_as(output))
-                probability = torch.sigmoid(output) if outputs_logits else output
-                accuracy = ((probability.flatten() >= 0.5) == (targets >= 0.5)).float().mean()
-                loss.item(), accuracy.item()
-    return _Run(time.perf_counter() - start, epochs, updates, net.state_dict())
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                updates += 1
+            if (epoch + 1) % cfg.trainer.check_val_every_n_epoch:
+                continue
+            with torch.no_grad():
+                for images, targets in val:
+                    output = net(images)
+                    loss = loss_fn(output, targets.to(output.dtype).view_as(output))
+                    probability = torch.sigmoid(output) if outputs_logits else output
+                    accuracy = ((probability.flatten() >= 0.5) == (targets >= 0.5)).float().mean()
+                    loss.item(), accuracy.item()
+        return _Run(time.perf_counter() - start, epochs, updates, net.state_dict())
+
+    return timed
 
 
-def _run_side(side: str, overrides: Sequence[str], epochs: int) -> _Run:
-    """One side of a ``run`` pair in a fresh Python process, as a user's run starts.
+def _side_process(side: str, overrides: list[str], threads: int, connection: Any) -> None:
+    """One side of a ``run`` pair, in a process of its own (see :func:`_run_pair`).
 
-    Repeated in one process, a plain loop that followed another plain loop found the memory as
-    that one left it and ran up to a third faster than one that followed a fit: the pair's
-    ratio then depended on which side ran first. In its own process each side starts as
-    ``gdtorch-train`` does, with the same threads and CPUs as this one.
+    Prepares the side (imports, data, model), says ``"ready"``, then runs it when told the
+    epochs, and sends back its result, or the error that stopped it. Just before its clock
+    starts, it writes and frees :data:`RUN_MEMORY_TOUCHED` bytes: on this virtual machine a
+    page the guest has not used for a while costs many times more to fault in than one just
+    freed, so without it the side that ran second, on the pages the first had freed, ran
+    about a tenth faster, whichever it was (the same plain loop in both slots: 1.05 and 1.14
+    without, 0.98 with).
     """
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "run.pt"
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--threads",
-            str(torch.get_num_threads()),
-            "--run-side",
-            json.dumps({"side": side, "overrides": list(overrides), "epochs": epochs}),
-            "--out",
-            str(out),
-        ]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"{side} run failed:\n{done.stderr[-4000:]}")
-        return _Run(**torch.load(out, weights_only=True))
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # Lightning's progress and summary
+        torch.set_num_threads(threads)
+        timed = _fit(overrides) if side == "fit" else _plain_run(overrides)
+        connection.send("ready")
+        epochs = connection.recv()
+        torch.ones(RUN_MEMORY_TOUCHED // 4)  # written, then freed at once
+        result = io.BytesIO()  # bytes: a pipe would share the tensors' memory instead
+        torch.save(dataclasses.asdict(timed(epochs)), result)
+        connection.send(result.getvalue())
+    except BaseException:
+        connection.send(traceback.format_exc())
+        raise
 
 
-def _one_side(request: str, out: Path) -> None:
-    """``--run-side``: runs one side of a ``run`` pair here and saves it to ``out``."""
-    asked = json.loads(request)
-    if asked["side"] == "fit":
-        result = _fit(asked["overrides"])
-    else:
-        result = _plain_run(asked["overrides"], asked["epochs"])
-    torch.save(dataclasses.asdict(result), out)
+def _run_pair(order: Sequence[str], overrides: Sequence[str], epochs: int) -> dict[str, _Run]:
+    """A fit and a plain loop, each in a fresh Python process, timed back to back in ``order``.
+
+    Each side starts as a user's run does, in a new interpreter: repeated in one process, a
+    plain loop that followed another plain loop found the memory as that one left it and ran
+    up to a third faster than one that followed a fit, so a pair's ratio depended on which side
+    ran first. Both processes are started and prepared first, so that the second side's clock
+    starts as soon as the first side's stops, on the machine as the first left it. ``epochs``:
+    the plain loop's, when it runs first (then the epochs of the previous fit; otherwise those
+    of this pair's fit).
+    """
+    spawn = multiprocessing.get_context("spawn")
+    sides = {}
+    for side in order:
+        here, there = spawn.Pipe()
+        process = spawn.Process(
+            target=_side_process,
+            args=(side, list(overrides), torch.get_num_threads(), there),
+        )
+        process.start()
+        sides[side] = (process, here)
+    for side, (_, connection) in sides.items():
+        _expect(side, connection.recv(), "ready")
+    results: dict[str, _Run] = {}
+    for side in order:
+        process, connection = sides[side]
+        connection.send(results["fit"].epochs if "fit" in results else epochs)
+        result = _expect(side, connection.recv(), bytes)
+        results[side] = _Run(**torch.load(io.BytesIO(result), weights_only=True))
+        process.join()
+    return results
+
+
+def _expect(side: str, message: Any, expected: str | type) -> Any:
+    """``message`` from ``side``'s process if it is ``expected`` (a word, or a type), or else
+    the error that process sent, raised here."""
+    if message != expected if isinstance(expected, str) else not isinstance(message, expected):
+        raise RuntimeError(f"the {side} side of a run row failed:\n{message}")
+    return message
 
 
 def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -829,15 +874,17 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
 
 def _run_rows(settings: Settings) -> Iterator[Row]:
     """Per mode: ``trainer.fit`` of a default run against a plain loop of the same updates,
-    each in its own process (:func:`_run_side`)."""
+    each side in its own process (:func:`_run_pair`)."""
     for mode, overrides in settings.run_cases.items():
-        fits, plains, differences = [], [], []
+        fits: list[_Run] = []
+        plains: list[_Run] = []
+        differences = []
         for rep in range(settings.run_reps):
-            for side in ("fit", "plain") if rep % 2 == 0 else ("plain", "fit"):
-                if side == "fit":
-                    fits.append(_run_side("fit", overrides, 0))
-                else:  # runs are seeded: an odd repetition's loop mirrors the previous fit
-                    plains.append(_run_side("plain", overrides, fits[-1].epochs))
+            # runs are seeded: a loop that runs first mirrors the previous fit
+            order = ("fit", "plain") if rep % 2 == 0 else ("plain", "fit")
+            pair = _run_pair(order, overrides, fits[-1].epochs if fits else 0)
+            fits.append(pair["fit"])
+            plains.append(pair["plain"])
             differences.append(_max_difference(fits[-1].final, plains[-1].final))
         seconds = [fit.seconds for fit in fits]
         yield Row(
@@ -1268,8 +1315,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(GROUPS),
         help=f"comma-separated groups of rows among {','.join(GROUPS)} (default: all)",
     )
-    # internal: one side of a run row, in the process _run_side starts
-    parser.add_argument("--run-side", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -1285,9 +1330,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    if args.run_side is not None:
-        _one_side(args.run_side, args.out)
-        return 0
     settings = QUICK if args.quick else FULL
     machine = _machine()
     sections = []

@@ -49,8 +49,8 @@ Rows, by kind:
   checkpoints, validation), per mode, against a plain PyTorch loop of the same updates on the
   same tensors in the same order, with one validation pass per epoch; each repetition's pair is
   one whole run of each, each in a fresh process of its own (as a user's run starts), its clock
-  started on data already made and on memory as recently used as the other side's. ``max_weight_difference`` checks that both ended on the same
-  weights.
+  started on data already made and on memory as recently used as the other side's.
+  ``max_weight_difference`` checks that both ended on the same weights.
 * ``run_extras``: the share of such a fit spent inside ``TensorBoardExtras``' and
   ``NonFiniteLossGuard``'s hooks.
 * ``process``: ``import gdtorch, …``, ``gdtorch-train --help`` and the time from process start

@@ -70,6 +70,7 @@ import gc
 import importlib
 import io
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -181,7 +182,8 @@ class Settings:
 
 
 FULL = Settings(
-    reps=15,
+    # 31 pairs: the 95 % interval of a row's ratio spans its 10th to 22nd paired ratio
+    reps=31,
     rep_seconds=0.1,
     warmup=5,
     compiled_shapes=SHAPES,
@@ -277,6 +279,26 @@ class Row:
         return self.ratio_of_medians
 
     @property
+    def ratio_interval(self) -> tuple[float, float] | None:
+        """A distribution-free confidence interval of the median paired ratio, or ``None``.
+
+        The ``k``-th smallest and ``k``-th largest paired ratio, ``k`` the largest with
+        ``P(Bin(n, ½) < k) ≤ 2.5 %``: the true median of the pairs lies between them with at
+        least 95 % probability (order statistics; no assumption on how the times spread). With
+        fewer than six pairs no ``k`` qualifies and the interval is the smallest and largest
+        ratio (94 % at five pairs). A verdict whose target lies inside it is not decided by
+        this run: on a noisy machine a pair's ratio can vary by a third.
+        """
+        if not self.paired_ratios:
+            return None
+        ratios = sorted(self.paired_ratios)
+        n, k, below = len(ratios), 1, 1 / 2 ** len(ratios)  # below = P(Bin(n, ½) < k + 1)
+        while k < n // 2 and below + math.comb(n, k) / 2**n <= 0.025:
+            below += math.comb(n, k) / 2**n
+            k += 1
+        return ratios[k - 1], ratios[n - k]
+
+    @property
     def ratio_of_medians(self) -> float | None:
         if self.gdtorch is None or self.native is None:
             return None
@@ -303,6 +325,7 @@ class Row:
         row.update(
             ratio=self.ratio,
             ratio_of_medians=self.ratio_of_medians,
+            ratio_interval=self.ratio_interval,
             paired_ratios=self.paired_ratios,
             target=self.target,
             meets_target=self.meets_target,
@@ -1107,7 +1130,10 @@ def _format_row(row: Row) -> str:
             limit = row.details["extra_seconds_target"]
             verdict = "pass" if row.details["extra_seconds"] <= limit else "FAIL"
             target = f"+ ≤ {limit} s {verdict}"
-        cells = [gd_cell, native_cell, f"{row.ratio:.3f}", target]
+        ratio = f"{row.ratio:.3f}"
+        if row.ratio_interval is not None:
+            ratio += " ({:.2f}–{:.2f})".format(*row.ratio_interval)
+        cells = [gd_cell, native_cell, ratio, target]
     return "| " + " | ".join([row.kind, row.name, row.device, *cells]) + " |"
 
 
@@ -1122,7 +1148,8 @@ def markdown(rows: Sequence[Row], machine: dict[str, Any], quick: bool) -> str:
     legend = (
         "Times are medians per call, ± half the interquartile range relative to the median; "
         "ratios are gdtorch / native, lower is better: the median over repetitions of the two "
-        "sides' back-to-back samples."
+        "sides' back-to-back samples, with its 95 % confidence interval in brackets (order "
+        "statistics of the pairs)."
     )
     lines = [
         header,

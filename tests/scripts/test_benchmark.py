@@ -42,6 +42,7 @@ ROW_FIELDS = {
     "native_spread",
     "ratio",
     "ratio_of_medians",
+    "ratio_interval",
     "paired_ratios",
     "target",
     "meets_target",
@@ -246,6 +247,22 @@ def test_stats_median_and_relative_interquartile_range(benchmark):
     stats = benchmark.Stats.of([1.0, 2.0, 3.0, 4.0, 5.0])
     assert (stats.median, stats.low, stats.high) == (3.0, 1.0, 5.0)
     assert stats.spread == pytest.approx((4.0 - 2.0) / 3.0)
+
+
+@pytest.mark.parametrize(
+    ("pairs", "rank"),
+    # rank k: the largest with P(Bin(n, 1/2) < k) <= 2.5 %, by hand:
+    # n = 15: P(X <= 3) = (1 + 15 + 105 + 455) / 2**15 = 1.76 %, P(X <= 4) = 5.9 % -> k = 4
+    # n = 9: P(X <= 1) = 10 / 512 = 1.95 %, P(X <= 2) = 46 / 512 = 9.0 % -> k = 2
+    # n = 5: P(X = 0) = 1 / 32 = 3.1 % > 2.5 % -> none; the smallest and largest (k = 1)
+    [(15, 4), (9, 2), (5, 1)],
+)
+def test_ratio_interval_is_the_order_statistics_of_the_pairs(benchmark, pairs, rank):
+    ratios = [1 + i / 100 for i in range(pairs)][::-1]  # any order: the row sorts them
+    row = benchmark.Row("k", "n", "cpu", "s", paired_ratios=ratios)
+    assert row.ratio_interval == (1 + (rank - 1) / 100, 1 + (pairs - rank) / 100)
+    assert row.to_json()["ratio_interval"] == row.ratio_interval
+    assert benchmark.Row("k", "n", "cpu", "bytes").ratio_interval is None
 
 
 def test_ratio_is_the_median_of_back_to_back_pairs(benchmark):

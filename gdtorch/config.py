@@ -214,11 +214,12 @@ def mode_default(mode: str, key: str, *, _root_: DictConfig) -> object:
 
 
 def validation_interval(every_n_epochs: int, max_epochs: int | None) -> int:
-    """``trainer.check_val_every_n_epoch``: ``every_n_epochs``, or ``max_epochs`` if fewer, so
-    that a short run still validates (and checkpoints) at its last epoch."""
+    """``trainer.check_val_every_n_epoch``: the largest interval up to ``every_n_epochs`` that
+    divides ``max_epochs``, so that a run validates (and checkpoints) at its last epoch, e.g.
+    5 for 200 epochs, 3 for 3, 1 for 7; ``every_n_epochs`` without an epoch limit."""
     if max_epochs is None or max_epochs < 1:  # no epoch limit
         return every_n_epochs
-    return min(every_n_epochs, max_epochs)
+    return max(k for k in range(1, min(every_n_epochs, max_epochs) + 1) if max_epochs % k == 0)
 
 
 OmegaConf.register_new_resolver("input_size", input_size, replace=True)

@@ -249,12 +249,22 @@ def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
     assert len(lrs) == 3  # stochastic descent needs a smaller step than batch descent
 
 
+@pytest.mark.parametrize(
+    ("mode", "max_epochs", "interval"),
+    # the largest interval up to the mode's (batch 5, mini-batch 2) that divides max_epochs
+    [("batch", 200, 5), ("batch", 12, 4), ("batch", 7, 1), ("batch", -1, 5)]
+    + [("minibatch", 20, 2), ("minibatch", 3, 1), ("minibatch", 1, 1)],
+)
+def test_a_run_validates_at_its_last_epoch(tmp_path, mode, max_epochs, interval):
+    cfg = compose_train(tmp_path, f"data.mode={mode}", f"trainer.max_epochs={max_epochs}")
+    assert cfg.trainer.check_val_every_n_epoch == interval
+    assert cfg.callbacks.last_checkpoint.every_n_epochs == interval
+
+
 def test_a_run_shorter_than_the_validation_interval_validates_at_its_end(tmp_path):
     assert compose_train(tmp_path, "data.mode=batch").trainer.check_val_every_n_epoch == 5
     short = compose_train(tmp_path, *TINY, "data.mode=batch", "trainer.max_epochs=3")
     assert short.trainer.check_val_every_n_epoch == 3
-    unlimited = compose_train(tmp_path, "data.mode=batch", "trainer.max_epochs=-1")
-    assert unlimited.trainer.check_val_every_n_epoch == 5
     metrics = run(short)
     assert {"val/loss", "test/acc"} <= metrics.keys()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

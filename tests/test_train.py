@@ -252,8 +252,15 @@ def test_each_mode_has_its_own_defaults_and_explicit_values_win(tmp_path, mode):
 @pytest.mark.parametrize(
     ("mode", "max_epochs", "interval"),
     # the largest interval up to the mode's (batch 5, mini-batch 2) that divides max_epochs
-    [("batch", 200, 5), ("batch", 12, 4), ("batch", 7, 1), ("batch", -1, 5)]
-    + [("minibatch", 20, 2), ("minibatch", 3, 1), ("minibatch", 1, 1)],
+    [
+        ("batch", 200, 5),
+        ("batch", 12, 4),
+        ("batch", 7, 1),
+        ("batch", -1, 5),
+        ("minibatch", 20, 2),
+        ("minibatch", 3, 1),
+        ("minibatch", 1, 1),
+    ],
 )
 def test_a_run_validates_at_its_last_epoch(tmp_path, mode, max_epochs, interval):
     cfg = compose_train(tmp_path, f"data.mode={mode}", f"trainer.max_epochs={max_epochs}")

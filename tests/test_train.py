@@ -62,7 +62,9 @@ def _csv_curve(rows: list[dict[str, float]], tag: str) -> list[tuple[int, float]
 
 def test_logger_csv_writes_every_metric_to_metrics_csv(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="gdtorch.train")
-    metrics = run(compose_train(tmp_path, *LOGGED, "logger=csv"))
+    metrics = run(
+        compose_train(tmp_path, *LOGGED, "logger=csv", "trainer.check_val_every_n_epoch=1")
+    )
     log_dir = tmp_path / "csv" / "version_0"
     rows = _csv_rows(log_dir / "metrics.csv")
     # train/loss and lr of updates k with (k + 1) % log_every_n_steps == 0, at step k

@@ -306,3 +306,37 @@ def _path_value(path: str):
     if owner_name:
         owner = getattr(owner, owner_name)
     return owner.__dict__[name]
+
+
+def test_run_rows_cancel_what_the_second_slot_of_a_pair_gains(benchmark, monkeypatch):
+    """A fit 1.2× the plain loop, and whichever side runs second 20 % faster: each pair's ratio
+    is 1.5 or 0.96 by order, but each couple's geometric mean is the true 1.2."""
+    orders = []
+
+    def pair(order, overrides, epochs):
+        orders.append(tuple(order))
+        final = {"w": torch.zeros(1)}
+        base = {"fit": 1.2, "plain": 1.0}
+        return {
+            side: benchmark._Run(base[side] * (0.8 if slot else 1.0), 2, 4, final)
+            for slot, side in enumerate(order)
+        }
+
+    monkeypatch.setattr(benchmark, "_run_pair", pair)
+    settings = benchmark.Settings(
+        reps=1,
+        rep_seconds=1e-9,
+        warmup=0,
+        compiled_shapes=(),
+        epoch_sizes={},
+        run_cases={"batch": ["data.mode=batch"]},
+        run_reps=3,
+        process_reps=0,
+    )
+    (row,) = benchmark._run_rows(settings)
+    assert orders == [("fit", "plain"), ("plain", "fit")] * 3
+    assert row.details["ratios_fit_first"] == pytest.approx([1.5] * 3)
+    assert row.details["ratios_plain_first"] == pytest.approx([0.96] * 3)
+    assert row.paired_ratios == pytest.approx([1.2] * 3)
+    assert row.ratio == pytest.approx(1.2)
+    assert row.details["reps"] == 3 and row.details["pairs"] == 6

@@ -941,9 +941,7 @@ def _run_rows(settings: Settings) -> Iterator[Row]:
                 "updates": fits[-1].updates,
                 "max_weight_difference": max(differences),
             },
-            paired_ratios=[
-                math.sqrt(a * b) for a, b in zip(fit_first, plain_first, strict=True)
-            ],
+            paired_ratios=[math.sqrt(a * b) for a, b in zip(fit_first, plain_first, strict=True)],
         )
 
 

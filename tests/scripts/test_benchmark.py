@@ -221,9 +221,10 @@ def test_machine_is_recorded_and_the_table_has_a_line_per_row(quick_run):
     assert table.count("\n| ") == len(report["rows"]) + 2  # the header and the rule
 
 
-def test_repetitions_alternate_which_side_runs_first(benchmark):
-    settings = benchmark.Settings(
-        reps=4,
+def _measure_nothing_but(benchmark, **settings):
+    """Settings that measure nothing but what ``settings`` asks for, each repetition instant."""
+    nothing = dict(
+        reps=0,
         rep_seconds=1e-9,
         warmup=0,
         compiled_shapes=(),
@@ -232,6 +233,11 @@ def test_repetitions_alternate_which_side_runs_first(benchmark):
         run_reps=0,
         process_reps=0,
     )
+    return benchmark.Settings(**{**nothing, **settings})
+
+
+def test_repetitions_alternate_which_side_runs_first(benchmark):
+    settings = _measure_nothing_but(benchmark, reps=4)
     calls: list[str] = []
     row = benchmark._timed_row(
         "kind", "name", "cpu", lambda: calls.append("g"), lambda: calls.append("n"), settings
@@ -323,16 +329,7 @@ def test_run_rows_cancel_what_the_second_slot_of_a_pair_gains(benchmark, monkeyp
         }
 
     monkeypatch.setattr(benchmark, "_run_pair", pair)
-    settings = benchmark.Settings(
-        reps=1,
-        rep_seconds=1e-9,
-        warmup=0,
-        compiled_shapes=(),
-        epoch_sizes={},
-        run_cases={"batch": ["data.mode=batch"]},
-        run_reps=3,
-        process_reps=0,
-    )
+    settings = _measure_nothing_but(benchmark, run_cases={"batch": ["data.mode=batch"]}, run_reps=3)
     (row,) = benchmark._run_rows(settings)
     assert orders == [("fit", "plain"), ("plain", "fit")] * 3
     assert row.details["ratios_fit_first"] == pytest.approx([1.5] * 3)

@@ -34,6 +34,11 @@ Rows, by kind:
   the forward pass and the loss are in the context (``: forward and loss in the context``).
   ``train_step_handwritten_split`` times the latter against the same step calling
   ``gdtorch.functional`` by hand, the same Functions: the context's own cost. No target.
+  ``train_step_handwritten_floor`` times the two costs any such context pays, each at its least,
+  against the native step: the override mechanism alone (a ``TorchFunctionMode`` that forwards
+  every call unchanged, around the forward and loss or around the whole step), and one Python
+  ``autograd.Function`` per op (torch's own op forward, the fewest torch calls backward, no
+  checks, no mode). No target: they bound from below what ``train_step_handwritten`` can reach.
 * ``train_step_compiled``: the same step with forward and loss under
   ``torch.compile(fullgraph=True)`` on both sides, backward and optimizer step eager. The whole step
   cannot be compiled with ``fullgraph=True``: Dynamo does not trace ``loss.backward()``.
@@ -68,6 +73,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import gc
 import importlib
 import io
@@ -85,6 +91,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from copy import deepcopy
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning.pytorch as L
@@ -93,6 +100,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, TensorDataset
 
 import gdtorch
@@ -131,6 +139,7 @@ CUDA_KINDS = (
     "train_step_compiled",
     "train_step_handwritten",
     "train_step_handwritten_split",
+    "train_step_handwritten_floor",
     "optimizer_step",
 )
 
@@ -1198,12 +1207,14 @@ def _training_step_rows(device: str, settings: Settings) -> Iterator[Row]:
 
 def _handwritten_rows(device: str, settings: Settings) -> Iterator[Row]:
     """The functional step with the whole step, then only its forward, in the context; then
-    the context's own share."""
+    the context's own share; then the floor of what any such context can cost."""
     for whole_step in (True, False):
         for shape in HANDWRITTEN_SHAPES:
             yield _handwritten_row(shape, device, settings, whole_step)
     for shape in HANDWRITTEN_SHAPES:
         yield _handwritten_split_row(shape, device, settings)
+    for shape in HANDWRITTEN_SHAPES:
+        yield from _handwritten_floor_rows(shape, device, settings)
 
 
 def _handwritten_split_row(shape: Shape, device: str, settings: Settings) -> Row:
@@ -1225,6 +1236,109 @@ def _handwritten_split_row(shape: Shape, device: str, settings: Settings) -> Row
         lambda: by_hand(inputs, targets),
         settings,
     )
+
+
+class _ForwardingMode(TorchFunctionMode):
+    """A ``TorchFunctionMode`` that takes nothing over: each call runs torch's op unchanged.
+
+    What the override mechanism ``handwritten()`` is built on costs by itself: torch's dispatch
+    of every call into a Python mode and back, with no check, no count and no Function.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **kwargs) if kwargs else func(*args)
+
+
+class _LeastLinear(torch.autograd.Function):
+    """``z = a Wᵀ + b`` as the least a per-op Python Function can cost: torch's own op forward,
+    ``∂C/∂a = δ W``, ``∂C/∂W = δᵀ a``, ``∂C/∂b = Σ δ`` backward, no checks."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, W)
+        return F.linear(a, W, b)
+
+    @staticmethod
+    def backward(ctx: Any, delta: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, W = ctx.saved_tensors
+        return delta.mm(W) if ctx.needs_input_grad[0] else None, delta.t().mm(a), delta.sum(0)
+
+
+class _LeastReLU(torch.autograd.Function):
+    """``a = max(z, 0)``, torch's op forward, ``δ = ∂C/∂a ⊙ [a > 0]`` backward, no checks."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+        a = torch.relu(z)
+        ctx.save_for_backward(a)
+        return a
+
+    @staticmethod
+    def backward(ctx: Any, dC_da: torch.Tensor) -> torch.Tensor:
+        (a,) = ctx.saved_tensors
+        return dC_da * (a > 0)
+
+
+class _LeastBCEWithLogits(torch.autograd.Function):
+    """Mean BCE on logits, torch's op forward, ``∂C/∂z = (σ(z) − y) / N`` backward, no checks."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(z, y)
+        return F.binary_cross_entropy_with_logits(z, y)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        z, y = ctx.saved_tensors
+        return (torch.sigmoid(z) - y) * (grad / z.numel()), None
+
+
+# The functional calls of ``_functional_step`` through the Functions above.
+_LEAST_FUNCTIONS = SimpleNamespace(
+    linear=_LeastLinear.apply,
+    relu=_LeastReLU.apply,
+    binary_cross_entropy_with_logits=_LeastBCEWithLogits.apply,
+)
+
+
+def _handwritten_floor_rows(shape: Shape, device: str, settings: Settings) -> Iterator[Row]:
+    """What any ``handwritten()`` must cost, in its two parts, against the native step.
+
+    * ``forwarding mode``: the step's forward and loss in :class:`_ForwardingMode` — the
+      override mechanism alone, each call still torch's;
+    * ``forwarding mode around the whole step``: the same mode around the whole step, as a
+      decorated step puts it (the optimizer's calls pass through it too);
+    * ``least per-op Functions``: no mode, each call a Python ``autograd.Function`` that runs
+      torch's own op forward and the fewest torch calls backward — the least one hand-written
+      backward node per op can cost.
+
+    A context that routes each call to a hand-written node pays both; no target.
+    """
+    _, native = _sides(shape, device)
+    inputs, targets = native.inputs, native.targets
+    native_step = _functional_step(shape.sizes, device)
+    step_in_mode = _functional_step(shape.sizes, device)
+
+    def whole_step_in_mode(inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        with _ForwardingMode():
+            step_in_mode(inputs, targets)
+
+    floors = {
+        "forwarding mode": _functional_step(shape.sizes, device, _ForwardingMode()),
+        "forwarding mode around the whole step": whole_step_in_mode,
+        "least per-op Functions": _functional_step(
+            shape.sizes, device, functional=_LEAST_FUNCTIONS
+        ),
+    }
+    for floor, step in floors.items():
+        yield _timed_row(
+            "train_step_handwritten_floor",
+            f"{shape.name}: {floor}",
+            device,
+            functools.partial(step, inputs, targets),
+            functools.partial(native_step, inputs, targets),
+            settings,
+        )
 
 
 # --------------------------------------------------------------------------- tricks
@@ -1334,7 +1448,11 @@ def _cuda_rows(settings: Settings, groups: Sequence[str] = GROUPS) -> Iterator[R
     """
     step = "step" in groups
     if not torch.cuda.is_available():
-        handwritten_kinds = ("train_step_handwritten", "train_step_handwritten_split")
+        handwritten_kinds = (
+            "train_step_handwritten",
+            "train_step_handwritten_split",
+            "train_step_handwritten_floor",
+        )
         for kind in CUDA_KINDS if step else handwritten_kinds:
             yield Row(kind, "all cases", "cuda", skipped="CUDA not available")
         return

@@ -31,6 +31,7 @@ CUDA_KINDS = (
     "train_step_compiled",
     "optimizer_step",
 )
+HANDWRITTEN_SHAPES = ("[12288, 20, 7, 5, 1] × 64", "[12288, 20, 7, 5, 1] × 1")
 ROW_FIELDS = {
     "kind",
     "name",
@@ -201,6 +202,60 @@ def test_process_start_up_rows_against_importing_torch(quick_run):
     # the first training step comes after the imports, the data and the trainer's set-up
     first_step = rows["gdtorch-train: process start to the first training step"]
     assert first_step["gdtorch_median"] > first_step["native_median"]
+
+
+@pytest.mark.slow
+def test_handwritten_rows_with_the_context_its_share_and_its_floor(quick_run):
+    report, _ = quick_run
+    names = {row["name"]: row for row in _rows(report, "train_step_handwritten")}
+    assert set(names) == {
+        name
+        for shape in HANDWRITTEN_SHAPES
+        for name in (shape, f"{shape}: forward and loss in the context")
+    }
+    for name, row in names.items():
+        assert row["target"] == (1.15 if "× 1" in name else 1.05), name
+        assert row["details"]["handwritten_calls"] > 0, name  # the context took the calls over
+        assert row["details"]["fell_through_calls"] == 0, name
+    floor = _rows(report, "train_step_handwritten_floor")
+    assert {row["name"] for row in floor} == {
+        f"{shape}: {part}"
+        for shape in HANDWRITTEN_SHAPES
+        for part in (
+            "forwarding mode",
+            "forwarding mode around the whole step",
+            "least per-op Functions",
+        )
+    }
+    assert all(row["target"] is None and row["ratio"] > 0 for row in floor)
+
+
+def test_the_floor_rows_run_the_step_they_stand_for(benchmark):
+    """The least per-op Functions give torch's values and gradients; the forwarding mode
+    changes nothing: the floor rows time the native step's own maths."""
+    torch.manual_seed(0)
+    a = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    y = torch.rand(3, 2, dtype=torch.float64).round()
+
+    def loss_and_gradients(functional):
+        loss = functional.binary_cross_entropy_with_logits(
+            functional.linear(functional.relu(a), W, b), y
+        )
+        return loss, torch.autograd.grad(loss, (a, W, b))
+
+    expected, expected_grads = loss_and_gradients(torch.nn.functional)
+    loss, grads = loss_and_gradients(benchmark._LEAST_FUNCTIONS)
+    assert type(loss.grad_fn).__name__ == "_LeastBCEWithLogitsBackward"
+    torch.testing.assert_close(loss, expected, rtol=0, atol=1e-12)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, rtol=0, atol=1e-12)
+    with benchmark._ForwardingMode():
+        forwarded, forwarded_grads = loss_and_gradients(torch.nn.functional)
+    assert type(forwarded.grad_fn).__name__ == "BinaryCrossEntropyWithLogitsBackward0"
+    assert torch.equal(forwarded, expected)
+    assert all(map(torch.equal, forwarded_grads, expected_grads))
 
 
 @pytest.mark.slow
